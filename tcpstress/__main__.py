@@ -1,0 +1,3 @@
+from tcpstress.cli import main
+
+main()

@@ -1,0 +1,252 @@
+"""Fan the load out to worker processes and merge what they send back.
+
+Each worker is a plain child process speaking JSON lines on a pipe (see
+worker.py), read by one thread per worker into a queue. Plain processes and
+pipes work the same in the host namespace and inside a lab namespace, and a
+worker that dies shows up as an end of file with no "done" line: the run
+notes it by name with its last counts and goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+from tcpstress import results
+
+WORKER_ARGV = [sys.executable, "-m", "tcpstress.load.worker"]
+BOOT_TIMEOUT_S = 30.0
+
+
+class WorkerFailure(RuntimeError):
+    pass
+
+
+@dataclass
+class WorkerHandle:
+    name: str
+    proc: subprocess.Popen
+    state: str = "starting"  # starting, booted, ready, done, died, fatal
+    last_interval: int = -1
+    requests: int = 0
+    connections: int = 0
+    errors: Counter = field(default_factory=Counter)
+    detail: str = ""
+    stderr_path: Path | None = None
+
+    def describe(self) -> dict:
+        exit_text = {"done": "ok"}.get(self.state, f"{self.state}: {self.detail}".rstrip(": "))
+        return {"name": self.name, "pid": self.proc.pid, "exit": exit_text, "requests": self.requests,
+                "connections": self.connections, "errors": dict(self.errors)}
+
+
+class WorkerPool:
+    """Start workers, hand them their plans, and stream their messages."""
+
+    def __init__(self, count: int, spawn: Callable[..., subprocess.Popen] = subprocess.Popen,
+                 log_dir: Path | None = None):
+        self.count = count
+        self.spawn = spawn
+        self.log_dir = log_dir
+        self.workers: list[WorkerHandle] = []
+        self.queue: queue.Queue = queue.Queue()
+
+    def pids(self) -> list[int]:
+        return [w.proc.pid for w in self.workers if w.proc.poll() is None]
+
+    def start(self) -> None:
+        """Start every worker and wait until each has imported its code."""
+        for i in range(self.count):
+            name = f"worker-{i}"
+            stderr_path = (self.log_dir / f"{name}.stderr") if self.log_dir else None
+            err = open(stderr_path, "wb") if stderr_path else subprocess.DEVNULL
+            try:
+                proc = self.spawn(WORKER_ARGV, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
+                                  start_new_session=False)
+            finally:
+                if stderr_path:
+                    err.close()
+            handle = WorkerHandle(name=name, proc=proc, stderr_path=stderr_path)
+            self.workers.append(handle)
+            threading.Thread(target=self._read, args=(handle,), daemon=True, name=f"read-{name}").start()
+        deadline = time.monotonic() + BOOT_TIMEOUT_S
+        while any(w.state == "starting" for w in self.workers):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise WorkerFailure(f"workers did not start within {BOOT_TIMEOUT_S:.0f}s")
+            try:
+                handle, msg = self.queue.get(timeout=left)
+            except queue.Empty:
+                continue
+            self._note(handle, msg)
+            if handle.state in ("died", "fatal"):
+                raise WorkerFailure(f"{handle.name} failed to start: {handle.detail}")
+
+    def send_plans(self, plans: list[dict]) -> None:
+        for handle, plan in zip(self.workers, plans):
+            handle.proc.stdin.write((json.dumps(plan) + "\n").encode())
+            handle.proc.stdin.flush()
+
+    def _read(self, handle: WorkerHandle) -> None:
+        for line in handle.proc.stdout:
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            self.queue.put((handle, msg))
+        self.queue.put((handle, None))
+
+    def _note(self, handle: WorkerHandle, msg: dict | None) -> None:
+        if msg is None:
+            if handle.state not in ("done", "fatal"):
+                code = handle.proc.wait()
+                handle.state = "died"
+                handle.detail = _exit_text(code) + _stderr_tail(handle.stderr_path)
+            return
+        kind = msg.get("type")
+        if kind == "booted":
+            handle.state = "booted"
+        elif kind == "ready":
+            handle.state = "ready"
+        elif kind == "interval":
+            handle.last_interval = msg["i"]
+            handle.requests += msg["requests"]
+            handle.connections += msg["connections"]
+            handle.errors.update(msg["errors"])
+        elif kind == "done":
+            handle.state = "done"
+        elif kind == "fatal":
+            handle.state = "fatal"
+            handle.detail = msg.get("error", "")
+
+    def messages(self, deadline: float) -> Iterator[tuple[WorkerHandle, dict]]:
+        """Yield interval messages until every worker has ended or `deadline` passes."""
+        while any(w.state not in ("done", "died", "fatal") for w in self.workers):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                handle, msg = self.queue.get(timeout=min(left, 0.2))
+            except queue.Empty:
+                yield None, None  # a tick: lets the caller refresh its display
+                continue
+            self._note(handle, msg)
+            if msg is not None and msg.get("type") == "interval":
+                yield handle, msg
+            elif handle.state == "fatal":
+                raise WorkerFailure(f"{handle.name}: {handle.detail}")
+
+    def signal_all(self, sig: int) -> None:
+        for w in self.workers:
+            if w.proc.poll() is None:
+                try:
+                    w.proc.send_signal(sig)
+                except ProcessLookupError:
+                    pass
+
+    def stop(self, grace: float = 3.0) -> None:
+        """End every worker: SIGTERM, then SIGKILL after `grace` seconds."""
+        self.signal_all(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for w in self.workers:
+            try:
+                w.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                w.proc.kill()
+                w.proc.wait()
+            for f in (w.proc.stdin, w.proc.stdout):
+                try:
+                    if f:
+                        f.close()
+                except OSError:
+                    pass
+            if w.stderr_path and w.stderr_path.exists() and w.stderr_path.stat().st_size == 0:
+                w.stderr_path.unlink()
+
+
+def _exit_text(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+def _stderr_tail(path: Path | None) -> str:
+    if not path or not path.exists():
+        return ""
+    lines = [l for l in path.read_text(errors="replace").splitlines() if l.strip()]
+    return f" ({lines[-1][:200]})" if lines else ""
+
+
+class IntervalMerger:
+    """Sums the workers' per-second messages into one interval per second.
+
+    An interval is final once every worker still running has reported it
+    (workers report every second in order, empty ones included) or ended.
+    """
+
+    def __init__(self, interval_count: int):
+        self.count = interval_count
+        self.pending: dict[int, dict] = {}
+        self.final: list[dict] = []
+        self.hists = {m: results.new_histogram() for m in results.METRICS}
+        self.next_final = 0
+
+    def add(self, msg: dict) -> None:
+        i = msg["i"]
+        agg = self.pending.get(i)
+        if agg is None:
+            agg = self.pending[i] = {"i": i, "requests": 0, "connections": 0, "errors": Counter(),
+                                     "late_starts": 0, "max_lag_us": 0, "partial": None,
+                                     "h": {m: results.new_histogram() for m in results.METRICS}}
+        agg["requests"] += msg["requests"]
+        agg["connections"] += msg["connections"]
+        agg["errors"].update(msg["errors"])
+        agg["late_starts"] += msg.get("late_starts", 0)
+        agg["max_lag_us"] = max(agg["max_lag_us"], msg.get("max_lag_us", 0))
+        if msg.get("partial") is not None:
+            agg["partial"] = max(agg["partial"] or 0.0, msg["partial"])
+        for metric, payload in msg.get("h", {}).items():
+            agg["h"][metric].decode_and_add(payload.encode("ascii"))
+
+    def finalize_upto(self, last_index: int) -> list[dict]:
+        """Close intervals up to and including `last_index`; returns them."""
+        out = []
+        while self.next_final <= min(last_index, self.count - 1):
+            agg = self.pending.pop(self.next_final, None) or {
+                "i": self.next_final, "requests": 0, "connections": 0, "errors": Counter(), "late_starts": 0,
+                "max_lag_us": 0, "partial": None, "h": {m: results.new_histogram() for m in results.METRICS}}
+            for metric, h in agg["h"].items():
+                self.hists[metric].add(h)
+            self.final.append(agg)
+            out.append(agg)
+            self.next_final += 1
+        return out
+
+
+def interval_record(agg: dict, duration: float) -> dict:
+    """The result.json form of one merged interval."""
+    length = agg["partial"] if agg["partial"] is not None else duration
+    total = agg["h"]["total"]
+    lat = {k: v for k, v in results.percentiles(total).items() if k in ("p50", "p90", "p99", "p99.9", "max")}
+    rec = {"t": float(agg["i"]), "duration": round(length, 3), "requests": agg["requests"],
+           "connections": agg["connections"], "errors": dict(agg["errors"]), "late_starts": agg["late_starts"],
+           "max_lag_us": agg["max_lag_us"], "latency_us": lat}
+    if agg["h"]["corrected"].get_total_count():
+        rec["corrected_latency_us"] = {k: v for k, v in results.percentiles(agg["h"]["corrected"]).items()
+                                       if k in ("p50", "p90", "p99", "p99.9", "max")}
+    return rec
+
+

@@ -1,0 +1,130 @@
+"""Per-interval counts and latencies inside one worker.
+
+Latencies are kept as Counters of whole microseconds and turned into
+HdrHistograms once per interval: a dict increment costs a tenth of the
+pure-Python HdrHistogram.record_value, and latencies cluster, so the flush
+records far fewer distinct values than there were requests.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+from tcpstress import results
+
+METRICS = results.METRICS  # total, connect, ttfb, corrected
+
+
+@dataclass
+class IntervalCounts:
+    requests: int = 0
+    connections: int = 0
+    errors: Counter = field(default_factory=Counter)
+    late_starts: int = 0
+    max_lag_us: int = 0
+    latency: dict = field(default_factory=lambda: {m: Counter() for m in METRICS})
+
+    def to_message(self, index: int) -> dict:
+        hists = {}
+        for metric, counts in self.latency.items():
+            if counts:
+                h = results.new_histogram()
+                results.record_counts(h, counts)
+                hists[metric] = results.encode(h)
+        return {
+            "type": "interval", "i": index, "requests": self.requests, "connections": self.connections,
+            "errors": dict(self.errors), "late_starts": self.late_starts, "max_lag_us": self.max_lag_us,
+            "h": hists,
+        }
+
+
+class Recorder:
+    """Assigns each event to the one-second interval in which it completed.
+
+    Interval i covers [t0 + i, t0 + i + 1) on the shared monotonic clock;
+    events before t0 (the warm-up) are dropped, as are events at or after
+    t_end, so every worker's interval i means the same second.
+    """
+
+    def __init__(self, t0: float, t_end: float, interval: float = 1.0):
+        self.t0 = t0
+        self.t_end = t_end
+        self.interval = interval
+        self.open: dict[int, IntervalCounts] = {}
+        self.next_index = 0
+        self.requests_total = 0
+        self.connections_total = 0
+        self.errors_total: Counter = Counter()
+
+    def _bucket(self, now: float) -> IntervalCounts | None:
+        if now < self.t0 or now >= self.t_end:
+            return None
+        i = int((now - self.t0) // self.interval)
+        b = self.open.get(i)
+        if b is None:
+            b = self.open[i] = IntervalCounts()
+        return b
+
+    def connected(self, now: float, connect_s: float) -> None:
+        b = self._bucket(now)
+        if b is not None:
+            b.connections += 1
+            self.connections_total += 1
+            b.latency["connect"][int(connect_s * 1e6)] += 1
+
+    def request(self, now: float, total_s: float, ttfb_s: float, corrected_s: float | None = None) -> None:
+        b = self._bucket(now)
+        if b is not None:
+            b.requests += 1
+            self.requests_total += 1
+            lat = b.latency
+            lat["total"][int(total_s * 1e6)] += 1
+            lat["ttfb"][int(ttfb_s * 1e6)] += 1
+            if corrected_s is not None:
+                lat["corrected"][int(corrected_s * 1e6)] += 1
+
+    def error(self, now: float, name: str) -> None:
+        b = self._bucket(now)
+        if b is not None:
+            b.errors[name] += 1
+            self.errors_total[name] += 1
+
+    def started(self, now: float, lag_s: float, late_threshold_s: float) -> None:
+        """An open-model operation began `lag_s` after its intended start."""
+        b = self._bucket(now)
+        if b is not None and lag_s > late_threshold_s:
+            b.late_starts += 1
+            lag_us = int(lag_s * 1e6)
+            if lag_us > b.max_lag_us:
+                b.max_lag_us = lag_us
+
+    @property
+    def intervals(self) -> int:
+        return max(1, math.ceil((self.t_end - self.t0) / self.interval - 1e-9))
+
+    def take_complete(self, now: float) -> list[dict]:
+        """Messages for every interval that has ended by `now`, in order, empty ones too.
+
+        Emitting the empty ones tells the runner how far this worker has got,
+        so it can close an interval once every worker has passed it.
+        """
+        current = min(int((now - self.t0) // self.interval), self.intervals)
+        out = []
+        while self.next_index < current:
+            out.append(self.open.pop(self.next_index, IntervalCounts()).to_message(self.next_index))
+            self.next_index += 1
+        return out
+
+    def take_all(self) -> list[dict]:
+        return self.take_complete(self.t0 + self.intervals * self.interval)
+
+    def take_partial(self, now: float) -> list[dict]:
+        """The interval in progress when a run is cut short, marked as partial."""
+        if self.next_index >= self.intervals or now < self.t0:
+            return []
+        msg = self.open.pop(self.next_index, IntervalCounts()).to_message(self.next_index)
+        msg["partial"] = round(now - (self.t0 + self.next_index * self.interval), 3)
+        self.next_index += 1
+        return [msg]

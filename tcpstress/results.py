@@ -1,0 +1,281 @@
+"""Run results: the run folder layout, result.json, and HdrHistogram .hlog files.
+
+A run folder holds everything a report needs, so `tcpstress report DIR`
+re-renders any old run without running anything:
+
+    result.json           this module's RunResult, documented below
+    latency-total.hlog    HdrHistogram interval log (one interval per second),
+    latency-connect.hlog  values in microseconds; "total" is measured from the
+    latency-ttfb.hlog     actual start of each request, "corrected" from its
+    latency-corrected.hlog  intended start (open model only, as wrk2 does)
+    samples.csv           the sampler's rows: one per sample and namespace
+    processes.csv         the sampler's process rows (generator / target)
+
+result.json (format "tcpstress-result/1"):
+
+    {
+      "format": "tcpstress-result/1",
+      "tool_version": "0.1.0", "kernel": "6.x", "hostname": "...",
+      "started_at": "2026-11-28T12:00:00Z", "ended_at": "...",
+      "partial": false, "partial_reason": null,
+      "name": "keepalive_vs_churn", "variant": "baseline" | null,
+      "scenario": {...the resolved scenario, as Scenario.to_dict()...},
+      "sysctls": {"client": {"net.ipv4.tcp_tw_reuse": "0", ...}, "server": {...}},
+      "intervals": [            # one per second of the measured phase
+        {"t": 0.0, "duration": 1.0,            # seconds since measurement start
+         "requests": 1234, "connections": 1234,
+         "errors": {"EADDRNOTAVAIL": 3},
+         "late_starts": 0, "max_lag_us": 0,
+         "latency_us": {"p50": 80, "p90": 120, "p99": 300, "p99.9": 900, "max": 1200}}
+      ],
+      "summary": {
+        "duration_s": 10.0, "requests": 12340, "connections": 12340,
+        "requests_per_s": 1234.0, "connections_per_s": 1234.0,
+        "errors": {"EADDRNOTAVAIL": 3}, "error_total": 3,
+        "intended_rate": null | 1000.0, "late_starts": 0, "max_lag_us": 0,
+        "latency_us": {"total": PCT, "connect": PCT, "ttfb": PCT, "corrected": PCT | absent},
+        "states": {"client": {"TIME_WAIT": {"peak": 1000, "final": 998}, ...}, ...},
+        "counters": {"client": {"TcpExtListenOverflows": 0, ...}, ...},
+        "processes": {"generator": {"cpu_peak": 99.0, "cpu_mean": 80.0, "rss_peak": 123}, ...},
+        "workers": [{"name": "worker-0", "exit": "ok" | "died: ...", "requests": 1}]
+      }
+    }
+
+where PCT = {"count": n, "min": .., "mean": .., "p50": .., "p90": .., "p99": ..,
+"p99.9": .., "p99.99": .., "max": ..} in microseconds.
+
+Times are seconds since the start of the measured phase (after warm-up),
+taken from time.monotonic(), which every process on the machine shares; the
+sampler's rows use the same origin, so load and kernel state line up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from hdrh.histogram import HdrHistogram
+
+FORMAT = "tcpstress-result/1"
+RESULT_FILE = "result.json"
+SAMPLES_FILE = "samples.csv"
+PROCESSES_FILE = "processes.csv"
+
+# 1 µs .. 1 hour, 3 significant digits: wide enough for any connect or request.
+LOWEST_US = 1
+HIGHEST_US = 3_600_000_000
+DIGITS = 3
+
+METRICS = ("total", "connect", "ttfb", "corrected")
+PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99.9", 99.9), ("p99.99", 99.99))
+
+
+class ResultError(Exception):
+    """A run folder that cannot be read: missing, truncated or hand-edited."""
+
+
+def new_histogram() -> HdrHistogram:
+    return HdrHistogram(LOWEST_US, HIGHEST_US, DIGITS)
+
+
+def clamp_us(value: float) -> int:
+    v = int(value)
+    if v < LOWEST_US:
+        return LOWEST_US
+    if v > HIGHEST_US:
+        return HIGHEST_US
+    return v
+
+
+def record_counts(hist: HdrHistogram, counts: Counter[int] | dict[int, int]) -> None:
+    """Record pre-counted values: one record_value call per distinct value.
+
+    The pure-Python record_value costs about a microsecond; the load loop keeps
+    a Counter of raw microsecond values instead, and latencies cluster, so this
+    turns one call per request into one call per distinct value.
+    """
+    for value, n in counts.items():
+        hist.record_value(clamp_us(value), n)
+
+
+def percentiles(hist: HdrHistogram) -> dict[str, float]:
+    n = hist.get_total_count()
+    out: dict[str, float] = {"count": n}
+    if n == 0:
+        out.update({"min": 0, "mean": 0.0, "max": 0})
+        out.update({name: 0 for name, _ in PERCENTILES})
+        return out
+    out["min"] = hist.get_min_value()
+    out["mean"] = round(hist.get_mean_value(), 1)
+    for name, p in PERCENTILES:
+        out[name] = hist.get_value_at_percentile(p)
+    out["max"] = hist.get_max_value()
+    return out
+
+
+def encode(hist: HdrHistogram) -> str:
+    return hist.encode().decode("ascii")
+
+
+def decode(payload: str | bytes) -> HdrHistogram:
+    hist = new_histogram()
+    if payload:
+        hist.decode_and_add(payload if isinstance(payload, bytes) else payload.encode("ascii"))
+    return hist
+
+
+# --- atomic writes ---------------------------------------------------------
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename.
+
+    A reader (or a crash, or a full disk) sees the old file or the new one,
+    never half of one.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+# --- .hlog -------------------------------------------------------------------
+
+
+class HlogWriter:
+    """Streams interval histograms in the HdrHistogram log format (v1.2).
+
+    Written by hand rather than with hdrh.log.HistogramLogWriter because that
+    writer replaces a start time of 0.0 by the histogram's own timestamp and
+    its output_start_time is broken; the lines are the same format, and
+    hdrh.log.HistogramLogReader reads them back (tested).
+    """
+
+    def __init__(self, path: Path, start_epoch: float, comment: str = ""):
+        self.path = Path(path)
+        self.f = open(self.path, "w")
+        if comment:
+            self.f.write(f"#{comment}\n")
+        self.f.write("#[Histogram log format version 1.2]\n")
+        self.f.write(f"#[StartTime: {start_epoch:.3f} (seconds since epoch)]\n")
+        self.f.write(f"#[BaseTime: {start_epoch:.3f} (seconds since epoch)]\n")
+        self.f.write('"StartTimestamp","Interval_Length","Interval_Max","Interval_Compressed_Histogram"\n')
+        self.f.flush()
+
+    def write(self, start_s: float, length_s: float, hist: HdrHistogram) -> None:
+        # Interval_Max is in milliseconds (the log's conventional unit ratio for µs values).
+        self.f.write(f"{start_s:.3f},{length_s:.3f},{hist.get_max_value() / 1000.0:.3f},{encode(hist)}\n")
+        self.f.flush()
+
+    def close(self) -> None:
+        self.f.close()
+
+
+def read_hlog(path: Path) -> list[tuple[float, float, HdrHistogram]]:
+    """(start_s, length_s, histogram) per interval line."""
+    out = []
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise ResultError(f"{path}: cannot read: {e.strerror}") from None
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line or line.startswith("#") or line.startswith('"'):
+            continue
+        parts = line.split(",")
+        if len(parts) < 4:
+            raise ResultError(f"{path}:{lineno}: not an HdrHistogram interval line")
+        try:
+            hist = decode(parts[3].strip())
+            out.append((float(parts[0]), float(parts[1]), hist))
+        except Exception:
+            raise ResultError(f"{path}:{lineno}: corrupt interval histogram") from None
+    return out
+
+
+def merged_hlog(path: Path) -> HdrHistogram:
+    total = new_histogram()
+    for _, _, h in read_hlog(path):
+        total.add(h)
+    return total
+
+
+# --- result.json -------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    """result.json as data; see the module docstring for the layout."""
+
+    data: dict[str, Any] = field(default_factory=dict)
+    folder: Path | None = None
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return self.data.get("summary", {})
+
+    @property
+    def intervals(self) -> list[dict[str, Any]]:
+        return self.data.get("intervals", [])
+
+    @property
+    def name(self) -> str:
+        return self.data.get("variant") or self.data.get("name") or "run"
+
+    def save(self, folder: Path) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / RESULT_FILE
+        write_atomic(path, json.dumps(self.data, indent=2, sort_keys=False) + "\n")
+        self.folder = folder
+        return path
+
+
+REQUIRED_KEYS = ("format", "scenario", "intervals", "summary")
+
+
+def load_result(folder: Path) -> RunResult:
+    """Read a run folder's result.json, refusing anything that is not one."""
+    folder = Path(folder)
+    path = folder / RESULT_FILE
+    if not folder.is_dir():
+        raise ResultError(f"{folder}: not a folder")
+    if not path.is_file():
+        raise ResultError(f"{folder}: no {RESULT_FILE} here: not a tcpstress run folder")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ResultError(f"{path}: not valid JSON (line {e.lineno}): truncated or hand-edited?") from None
+    except OSError as e:
+        raise ResultError(f"{path}: cannot read: {e.strerror}") from None
+    if not isinstance(data, dict):
+        raise ResultError(f"{path}: expected a JSON object")
+    missing = [k for k in REQUIRED_KEYS if k not in data]
+    if missing:
+        raise ResultError(f"{path}: missing {', '.join(missing)}: truncated or hand-edited?")
+    if data["format"] != FORMAT:
+        raise ResultError(f"{path}: format {data['format']!r} is not {FORMAT!r}")
+    if not isinstance(data["intervals"], list) or not isinstance(data["summary"], dict):
+        raise ResultError(f"{path}: intervals must be a list and summary an object")
+    return RunResult(data=data, folder=folder)
+
+
+def merge_error_counts(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    total: Counter[str] = Counter()
+    for c in counts:
+        total.update(c)
+    return dict(sorted(total.items(), key=lambda kv: (-kv[1], kv[0])))

@@ -1,0 +1,348 @@
+"""Compose one run: target, sampler, workers; merge, stream and save results.
+
+The runner owns every process it starts and stops them all on the way out,
+whatever happens (normal end, Ctrl-C, SIGTERM, an exception). Results stream
+to the run folder once a second (result.json rewritten atomically, .hlog
+lines appended), so an interrupted run keeps what it had gathered.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, TextIO
+
+from tcpstress import __version__, results
+from tcpstress.load.processes import IntervalMerger, WorkerFailure, WorkerPool, interval_record
+from tcpstress.scenario import Scenario, ScenarioError, resolve_target
+
+SERVER_ARGV = [sys.executable, "-m", "tcpstress", "serve"]
+STOP_GRACE_S = 5.0
+START_SLACK_S = 0.2  # between handing out plans and the first scheduled operation
+
+
+class RunInterrupted(Exception):
+    """SIGINT or SIGTERM arrived; `.code` is the exit code to use (130 or 143)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.code = 128 + signum
+
+
+class RunError(RuntimeError):
+    """A run could not start or went wrong in a way the user must hear about."""
+
+
+def utc_stamp(t: float | None = None) -> str:
+    return datetime.fromtimestamp(t if t is not None else time.time(), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def default_run_dir(scenario: Scenario, base: Path = Path("reports")) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    path = base / f"{stamp}-{scenario.name}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = base / f"{stamp}-{scenario.name}-{n}"
+    return path
+
+
+@dataclass
+class BuiltinServer:
+    """`tcpstress serve` in a child process; learns its port from the first line."""
+
+    proc: subprocess.Popen
+    host: str
+    port: int
+    pid: int
+    served: dict = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, scenario: Scenario, host: str, run_seconds: float,
+              spawn: Callable[..., subprocess.Popen] = subprocess.Popen) -> "BuiltinServer":
+        s = scenario
+        close = s.server.close
+        rpc = 0
+        if s.connection.close == "server" and s.target.protocol == "echo":
+            # Echo has no header to ask for a close: the server closes after the
+            # agreed number of exchanges.
+            close, rpc = "server", max(1, s.connection.effective_requests)
+        argv = SERVER_ARGV + [
+            "--host", host, "--port", str(s.target.port), "--protocol", s.target.protocol,
+            "--response-size", str(s.server.response_size), "--echo-size", str(s.connection.payload_size),
+            "--close", close, "--requests-per-connection", str(rpc), "--backlog", str(s.server.backlog),
+            "--workers", str(s.server.workers), "--delay", str(s.server.delay),
+            "--max-seconds", str(int(run_seconds + 120)),
+        ]
+        proc = spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        line = proc.stdout.readline().decode(errors="replace")
+        m = re.match(r"listening \S+ (\S+):(\d+) pid=(\d+)", line)
+        if not m:
+            proc.kill()
+            err = proc.stderr.read().decode(errors="replace").strip().splitlines()
+            raise RunError(f"the built-in server did not start: {(err or [line.strip() or 'no output'])[-1]}")
+        return cls(proc=proc, host=host, port=int(m.group(2)), pid=int(m.group(3)))
+
+    def pids(self) -> list[int]:
+        try:
+            import psutil
+            p = psutil.Process(self.pid)
+            return [self.pid] + [c.pid for c in p.children(recursive=True)]
+        except Exception:
+            return [self.pid]
+
+    def stop(self) -> dict:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            out, _ = self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        m = re.search(r"served connections=(\d+) requests=(\d+)", out.decode(errors="replace"))
+        if m:
+            self.served = {"connections": int(m.group(1)), "requests": int(m.group(2))}
+        return self.served
+
+
+class LiveLine:
+    """One status line a second on a terminal (wrk-style progress)."""
+
+    def __init__(self, stream: TextIO | None):
+        self.stream = stream
+
+    def show(self, agg: dict, intervals_total: int) -> None:
+        if not self.stream:
+            return
+        p99 = agg["h"]["total"].get_value_at_percentile(99) / 1000.0 if agg["requests"] else 0.0
+        errors = sum(agg["errors"].values())
+        self.stream.write(f"\r  {agg['i'] + 1:>4}/{intervals_total}s  {agg['connections']:>8,} conn/s  "
+                          f"{agg['requests']:>8,} req/s  p99 {p99:8.2f} ms  errors {errors:,}   ")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.stream:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _signal_guard():
+    """Turn SIGTERM into RunInterrupted (SIGINT already raises KeyboardInterrupt)."""
+
+    def handler(signum, frame):
+        raise RunInterrupted(signum)
+
+    old = signal.signal(signal.SIGTERM, handler)
+    return old
+
+
+@dataclass
+class RunContext:
+    """Where and how a run's processes start: the host, or a lab's namespaces."""
+
+    client_spawn: Callable[..., subprocess.Popen] = subprocess.Popen
+    server_spawn: Callable[..., subprocess.Popen] = subprocess.Popen
+    server_host: str | None = None  # the built-in server's listen address (lab: its namespace address)
+    target_host: str | None = None  # where the workers connect (lab: the server namespace address)
+    source_addresses: tuple[str, ...] | None = None
+    namespaces: list = field(default_factory=list)  # sampler NamespaceRefs
+    sysctls: dict = field(default_factory=dict)  # read back per side
+    variant: str | None = None
+
+
+def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = None,
+                 live: TextIO | None = None) -> results.RunResult:
+    """Run one scenario (one variant) and save it in out_dir; returns the result.
+
+    Raises RunInterrupted after saving the partial result when SIGINT or
+    SIGTERM arrived during the run.
+    """
+    ctx = ctx or RunContext()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started_at = time.time()
+    s = scenario
+    server: BuiltinServer | None = None
+    pool: WorkerPool | None = None
+    sampler = None
+    hlogs: dict[str, results.HlogWriter] = {}
+    merger = IntervalMerger(max(1, int(-(-s.load.duration // 1))))
+    interrupted: RunInterrupted | None = None
+    partial_reason: str | None = None
+    sampler_summary: dict = {}
+    meta = {
+        "format": results.FORMAT, "tool_version": __version__, "kernel": platform.release(),
+        "hostname": socket.gethostname(), "started_at": utc_stamp(started_at), "ended_at": None,
+        "partial": True, "partial_reason": "in progress", "name": s.name, "variant": ctx.variant,
+        "scenario": s.to_dict(), "sysctls": ctx.sysctls,
+    }
+    live_line = LiveLine(live)
+    old_handler = _signal_guard()
+    t0 = t_end = 0.0
+    try:
+        try:
+            target_host = ctx.target_host or s.target.host
+            port = s.target.port
+            if s.server.builtin:
+                server = BuiltinServer.start(s, ctx.server_host or s.target.host,
+                                             s.load.duration + s.load.warmup, spawn=ctx.server_spawn)
+                port = server.port
+                meta["server"] = {"builtin": True, "pid": server.pid, "port": port}
+            family, sockaddr = resolve_target(target_host, port)
+            if ctx.source_addresses is not None:
+                s = _with_sources(s, ctx.source_addresses)
+            meta["scenario"] = s.to_dict()
+            meta["target"] = {"host": sockaddr[0], "port": port}
+
+            pool = WorkerPool(s.load.workers, spawn=ctx.client_spawn, log_dir=out_dir)
+            pool.start()
+            t_start = time.monotonic() + START_SLACK_S
+            t0 = t_start + s.load.warmup
+            t_end = t0 + s.load.duration
+            meta["t0_epoch"] = time.time() + (t0 - time.monotonic())
+            sampler = _start_sampler(s, ctx, out_dir, t0, port, pool, server)
+            for metric in ("total", "connect", "ttfb") + (("corrected",) if s.load.model == "open" else ()):
+                hlogs[metric] = results.HlogWriter(out_dir / f"latency-{metric}.hlog", meta["t0_epoch"],
+                                                   comment=f"tcpstress {metric} latency, microseconds")
+            plans = [{"scenario": s.to_dict(), "family": int(family), "sockaddr": list(sockaddr), "index": i,
+                      "workers": s.load.workers, "t_start": t_start, "t0": t0, "t_end": t_end}
+                     for i in range(s.load.workers)]
+            pool.send_plans(plans)
+            _collect(pool, merger, hlogs, live_line, meta, out_dir, deadline=t_end + STOP_GRACE_S)
+        except (KeyboardInterrupt, RunInterrupted) as e:
+            interrupted = e if isinstance(e, RunInterrupted) else RunInterrupted(signal.SIGINT)
+            partial_reason = f"interrupted by {interrupted.args[0]}"
+            live_line.done()
+            if pool:
+                # Workers flush the second in progress on SIGTERM; gather it.
+                pool.signal_all(signal.SIGTERM)
+                _collect(pool, merger, hlogs, None, meta, out_dir, deadline=time.monotonic() + 3.0, drain=True)
+        except WorkerFailure as e:
+            partial_reason = str(e)
+            raise RunError(str(e)) from None
+        finally:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # nothing may interrupt the clean-up
+            if pool:
+                pool.stop()
+            if sampler is not None:
+                sampler_summary = sampler.stop()
+            if server:
+                server.stop()
+            for w in hlogs.values():
+                w.close()
+    finally:
+        signal.signal(signal.SIGTERM, old_handler if old_handler is not None else signal.SIG_DFL)
+
+    live_line.done()
+    meta["ended_at"] = utc_stamp()
+    if pool:
+        died = [w for w in pool.workers if w.state in ("died", "fatal")]
+        if died and not partial_reason:
+            partial_reason = "; ".join(f"{w.name} {w.state}: {w.detail}" for w in died)
+    meta["partial"] = partial_reason is not None
+    meta["partial_reason"] = partial_reason
+    result = results.RunResult(data=_result_data(meta, merger, s, pool, server, sampler_summary), folder=out_dir)
+    result.save(out_dir)
+    if interrupted:
+        raise interrupted
+    return result
+
+
+def _with_sources(s: Scenario, sources: tuple[str, ...]) -> Scenario:
+    from dataclasses import replace
+    return replace(s, connection=replace(s.connection, source_addresses=sources))
+
+
+def _start_sampler(s: Scenario, ctx: RunContext, out_dir: Path, t0: float, port: int,
+                   pool: WorkerPool, server: BuiltinServer | None):
+    try:
+        from tcpstress.sampler.sampler import NamespaceRef, Sampler
+    except ImportError:  # the sampler is optional until it lands
+        return None
+    namespaces = ctx.namespaces or [NamespaceRef(label="host")]
+
+    def processes() -> dict:
+        procs = {"generator": pool.pids()}
+        if server:
+            procs["target"] = server.pids()
+        return procs
+
+    sampler = Sampler(namespaces=namespaces, interval=s.sampling.interval, t0=t0,
+                      port=port if s.sampling.port_filter else None, out_dir=out_dir, processes=processes)
+    sampler.start()
+    return sampler
+
+
+def _collect(pool: WorkerPool, merger: IntervalMerger, hlogs: dict, live: LiveLine | None, meta: dict,
+             out_dir: Path, deadline: float, drain: bool = False) -> None:
+    for handle, msg in pool.messages(deadline):
+        if msg is not None:
+            merger.add(msg)
+        running = [w.last_interval for w in pool.workers if w.state not in ("done", "died", "fatal")]
+        upto = min(running) if running else merger.count - 1
+        if drain and not running:
+            upto = max([w.last_interval for w in pool.workers] + [-1])
+        for agg in merger.finalize_upto(upto):
+            for metric, writer in hlogs.items():
+                length = agg["partial"] if agg["partial"] is not None else 1.0
+                writer.write(float(agg["i"]), length, agg["h"][metric])
+            if live:
+                live.show(agg, merger.count)
+            # Stream: a crash from here on loses at most this second.
+            meta_now = dict(meta, intervals=[interval_record(a, 1.0) for a in merger.final], summary={})
+            results.RunResult(data=meta_now).save(out_dir)
+    if drain:
+        upto = max([w.last_interval for w in pool.workers] + [-1])
+        for agg in merger.finalize_upto(upto):
+            for metric, writer in hlogs.items():
+                writer.write(float(agg["i"]), agg["partial"] or 1.0, agg["h"][metric])
+
+
+def _result_data(meta: dict, merger: IntervalMerger, s: Scenario, pool: WorkerPool | None,
+                 server: BuiltinServer | None, sampler_summary: dict) -> dict:
+    intervals = [interval_record(a, 1.0) for a in merger.final]
+    duration = sum(iv["duration"] for iv in intervals)
+    requests = sum(iv["requests"] for iv in intervals)
+    connections = sum(iv["connections"] for iv in intervals)
+    errors = results.merge_error_counts(iv["errors"] for iv in intervals)
+    latency = {m: results.percentiles(h) for m, h in merger.hists.items()
+               if m != "corrected" or h.get_total_count()}
+    summary = {
+        "duration_s": round(duration, 3),
+        "requests": requests, "connections": connections,
+        "requests_per_s": round(requests / duration, 1) if duration else 0.0,
+        "connections_per_s": round(connections / duration, 1) if duration else 0.0,
+        "errors": errors, "error_total": sum(errors.values()),
+        "intended_rate": s.load.rate if s.load.model == "open" else None,
+        "late_starts": sum(iv["late_starts"] for iv in intervals),
+        "max_lag_us": max([iv["max_lag_us"] for iv in intervals] + [0]),
+        "latency_us": latency,
+        "workers": [w.describe() for w in pool.workers] if pool else [],
+    }
+    if s.load.model == "open" and duration:
+        due = s.load.rate * duration if not s.load.ramp else None
+        summary["kept_up"] = _kept_up(summary, s, due)
+    if server and server.served:
+        summary["server"] = server.served
+    for key in ("states", "counters", "processes", "sampler"):
+        if key in sampler_summary:
+            summary[key] = sampler_summary[key]
+    return dict(meta, intervals=intervals, summary=summary)
+
+
+def _kept_up(summary: dict, s: Scenario, due: float | None) -> bool:
+    """Did the generator start (nearly) every operation on time?"""
+    started = summary["requests"] + summary["error_total"]
+    if due and started < 0.99 * due:
+        return False
+    return summary["late_starts"] <= 0.01 * max(started, 1)

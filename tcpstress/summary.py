@@ -1,0 +1,68 @@
+"""The wrk-like text summary of a run (formatting only; cli.py prints it)."""
+
+from __future__ import annotations
+
+from tcpstress.results import RunResult
+
+KEY_STATES = ("TIME_WAIT", "SYN_RECV", "CLOSE_WAIT", "ESTABLISHED")
+
+
+def _ms(us: float) -> str:
+    return f"{us / 1000.0:.3f}"
+
+
+def describe_load(scenario: dict) -> str:
+    load, conn = scenario["load"], scenario["connection"]
+    if load["model"] == "open":
+        model = f"open model at {load['rate']:g}/s (at most {load['connections']} in flight)"
+    else:
+        model = f"closed model, {load['connections']} connections"
+    rpc = conn["requests_per_connection"] if conn["keepalive"] else 1
+    ka = ("keep-alive" + (f", {rpc} requests per connection" if rpc else "")) if conn["keepalive"] else "new connection per request"
+    return f"{model}, {ka}, {conn['close']} closes, {load['workers']} worker(s)"
+
+
+def format_summary(result: RunResult) -> str:
+    d = result.data
+    s = d["summary"]
+    sc = d["scenario"]
+    t = d.get("target", {})
+    lines = []
+    title = d.get("name", "run") + (f" [{d['variant']}]" if d.get("variant") else "")
+    lines.append(f"tcpstress {d.get('tool_version', '')}: {title}: {s.get('duration_s', 0):.1f} s measured")
+    lines.append(f"  target   {sc['target']['protocol']}://{t.get('host', sc['target']['host'])}:{t.get('port', '')}"
+                 f"{sc['target']['path'] if sc['target']['protocol'] == 'http' else ''}"
+                 f"{' (built-in server)' if sc['server']['builtin'] else ''}")
+    lines.append(f"  load     {describe_load(sc)}")
+    lines.append(f"  requests     {s['requests']:>12,}   {s['requests_per_s']:>12,.1f}/s")
+    lines.append(f"  connections  {s['connections']:>12,}   {s['connections_per_s']:>12,.1f}/s")
+    if s.get("error_total"):
+        errs = ", ".join(f"{k} {v:,}" for k, v in s["errors"].items())
+        lines.append(f"  errors       {s['error_total']:>12,}   {errs}")
+    else:
+        lines.append("  errors                  0")
+    lat = s.get("latency_us", {})
+    lines.append("  latency (ms)         p50        p90        p99      p99.9        max")
+    for metric, label in (("total", "total"), ("corrected", "corrected"), ("connect", "connect"), ("ttfb", "first byte")):
+        p = lat.get(metric)
+        if p and p.get("count"):
+            lines.append(f"    {label:<12}" + "".join(f"{_ms(p[k]):>11}" for k in ("p50", "p90", "p99", "p99.9", "max")))
+    if s.get("intended_rate"):
+        kept = s.get("kept_up", True)
+        lines.append(f"  schedule     {s['intended_rate']:g}/s intended, {s['late_starts']:,} late starts, "
+                     f"max lag {_ms(s['max_lag_us'])} ms"
+                     + ("" if kept else "  ** the generator could not keep up: corrected latencies include its lag **"))
+    states = s.get("states", {})
+    for label, per_state in states.items():
+        peaks = "  ".join(f"{st} {per_state.get(st, {}).get('peak', 0):,}" for st in KEY_STATES)
+        lines.append(f"  kernel ({label}) peak  {peaks}")
+    server = s.get("server")
+    if server:
+        lines.append(f"  server counted {server['requests']:,} requests on {server['connections']:,} connections "
+                     f"(whole run, warm-up included)")
+    for w in s.get("workers", []):
+        if w["exit"] != "ok":
+            lines.append(f"  !! {w['name']} {w['exit']} after {w['requests']:,} requests")
+    if d.get("partial"):
+        lines.append(f"  PARTIAL RESULT: {d.get('partial_reason')}")
+    return "\n".join(lines)
