@@ -112,6 +112,8 @@ def _load(scenario_file, target, overrides):
         if target:
             host, port = split_target(target)
             overrides = {"target.host": host, "target.port": str(port), **overrides}
+            # An explicit target replaces a scenario's built-in server.
+            overrides.setdefault("server.builtin", "false")
         if not scenario_file and not target and overrides.get("server.builtin") != "true":
             fail("no target: give a scenario file, --target HOST:PORT, or --builtin-server")
         if overrides.get("server.builtin") == "true" and not target and "target.port" not in overrides:
@@ -178,6 +180,96 @@ def _report_after_run(folders: list[Path], out: Path) -> None:
         click.echo(f"report: {path}")
     except Exception as e:  # a report failure must not hide the saved results
         click.echo(f"tcpstress: could not render the report: {e}", err=True)
+
+
+@cli.command()
+@click.argument("scenario_file", type=click.Path(dir_okay=False))
+@click.option("--variants", "variant_names", help="comma-separated variant names (default: all)")
+@_run_options
+@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), help="comparison folder")
+@click.option("--quiet", "-q", is_flag=True, help="no live line")
+def compare(scenario_file, variant_names, out, quiet, **kwargs):
+    """Run every variant of a scenario (in a fresh lab each, when lab = true) and compare them."""
+    _compare(scenario_file, variant_names, out, quiet, _overrides(kwargs))
+
+
+def _compare(scenario_file, variant_names, out, quiet, overrides) -> None:
+    from tcpstress import runner
+    from tcpstress.results import load_result
+    from tcpstress.scenario import ScenarioError
+    from tcpstress.summary import format_comparison
+
+    scenario = _load(scenario_file, None, overrides)
+    names = [n.strip() for n in variant_names.split(",") if n.strip()] if variant_names else None
+    try:
+        runner.pick_variants(scenario, names)
+    except ScenarioError as e:
+        fail(str(e))
+    if scenario.lab:
+        from tcpstress.lab.netns import check_lab_capability
+        missing = check_lab_capability()
+        if missing:
+            fail(f"{scenario.source}: lab = true but {missing}")
+    out = out or runner.default_run_dir(scenario)
+    _check_output_dir(out)
+    live = sys.stderr if (not quiet and sys.stderr.isatty()) else None
+    code = 0
+    try:
+        comparison = runner.run_comparison(scenario, out, names, live=live,
+                                           progress=lambda m: click.echo(m, err=True))
+    except ScenarioError as e:
+        fail(str(e))
+    except runner.RunInterrupted as e:
+        click.echo(f"interrupted ({e.args[0]}): partial results saved in {out}", err=True)
+        code = e.code
+    except runner.RunError as e:
+        click.echo(f"tcpstress: run failed: {e}", err=True)
+        code = 1
+    order = {name: i for i, name in enumerate(comparison_names(Path(out)))}
+    folders = sorted((p for p in Path(out).iterdir() if (p / "result.json").is_file()),
+                     key=lambda p: (order.get(p.name, len(order)), p.name))
+    runs = [load_result(p) for p in folders]
+    if runs:
+        click.echo(format_comparison(runs))
+        _report_after_run([Path(out)], Path(out))
+    click.echo(f"results: {out}")
+    if code:
+        sys.exit(code)
+
+
+def comparison_names(folder: Path) -> list[str]:
+    import json
+    try:
+        return json.loads((folder / "comparison.json").read_text())["variants"]
+    except (OSError, ValueError, KeyError):
+        return []
+
+
+@cli.command()
+def demo():
+    """The built-in demonstration: TIME_WAIT exhaustion across profiles in the lab (root),
+    or keep-alive against churn on loopback when namespaces cannot be made."""
+    scen = _scenarios_dir()
+    reason = None
+    try:
+        from tcpstress.lab.netns import check_lab_capability
+        reason = check_lab_capability()
+    except ImportError as e:
+        reason = f"the lab is not available ({e})"
+    if reason is None:
+        click.echo("demo: TIME_WAIT exhaustion, one fresh lab (network namespaces) per tuning profile", err=True)
+        _compare(str(scen / "time_wait_exhaustion.toml"), None, None, False, {})
+    else:
+        click.echo(f"demo: no lab here ({reason}); comparing keep-alive with churn on loopback instead", err=True)
+        _compare(str(scen / "keepalive_vs_churn.toml"), None, None, False, {})
+
+
+def _scenarios_dir() -> Path:
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "scenarios", here / "scenarios"):
+        if candidate.is_dir():
+            return candidate
+    fail("cannot find the scenarios folder next to the tcpstress package")
 
 
 @cli.command()

@@ -346,3 +346,102 @@ def _kept_up(summary: dict, s: Scenario, due: float | None) -> bool:
     if due and started < 0.99 * due:
         return False
     return summary["late_starts"] <= 0.01 * max(started, 1)
+
+
+# --- comparisons ----------------------------------------------------------------
+
+COMPARISON_FILE = "comparison.json"
+COMPARISON_FORMAT = "tcpstress-comparison/1"
+
+
+def pick_variants(scenario: Scenario, names: list[str] | None) -> list:
+    from tcpstress.scenario import Variant
+
+    if names:
+        return [scenario.variant(n) for n in names]
+    return list(scenario.variants) or [Variant(name="base")]
+
+
+def run_comparison(scenario: Scenario, out_dir: Path, variant_names: list[str] | None = None,
+                   live: TextIO | None = None, progress: Callable[[str], None] | None = None) -> dict:
+    """Run each variant with otherwise the same workload; one run folder per variant.
+
+    With `lab = true` every variant gets fresh client and server namespaces and
+    its own sysctl profile; without, variants may only change the workload and
+    run one after another on loopback.
+    """
+    import json
+    import secrets
+
+    variants = pick_variants(scenario, variant_names)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    profiles = _variant_profiles(scenario, variants) if scenario.lab else {}
+    if not scenario.lab:
+        for v in variants:
+            if v.profile or v.client or v.server:
+                raise ScenarioError(f"{scenario.source} [variants.{v.name}]: sysctl profiles run only in the lab: "
+                                    f"set lab = true (needs root), or remove profile/client/server")
+    run_id = secrets.token_hex(3)
+    comparison = {"format": COMPARISON_FORMAT, "scenario": scenario.name, "lab": scenario.lab,
+                  "variants": [v.name for v in variants], "runs": {}, "run_id": run_id}
+    for index, v in enumerate(variants):
+        sc = scenario.with_variant(v)
+        run_dir = out_dir / v.name
+        if progress:
+            progress(f"variant {index + 1}/{len(variants)}: {v.name}" + (f" ({v.description})" if v.description else ""))
+        comparison["runs"][v.name] = v.name
+        results.write_atomic(out_dir / COMPARISON_FILE, json.dumps(comparison, indent=2) + "\n")
+        if scenario.lab:
+            _run_in_lab(sc, v, profiles[v.name], run_dir, run_id, index, live)
+        else:
+            run_scenario(sc, run_dir, RunContext(variant=v.name), live=live)
+    return comparison
+
+
+def _variant_profiles(scenario: Scenario, variants: list) -> dict:
+    """Each variant's sysctls: its named profile, then its own client/server knobs on top."""
+    from tcpstress.lab.profiles import Profile, ProfileError, shipped_profiles
+    from tcpstress.lab.sysctl import validate_profile
+
+    shipped = shipped_profiles()
+    out = {}
+    for v in variants:
+        where = f"{scenario.source} [variants.{v.name}]"
+        client: dict = {}
+        server: dict = {}
+        if v.profile:
+            if v.profile not in shipped:
+                import difflib
+                close = difflib.get_close_matches(v.profile, list(shipped), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ScenarioError(f"{where}: profile {v.profile!r} is not defined{hint}; "
+                                    f"`tcpstress profiles` lists them")
+            client.update(shipped[v.profile].client)
+            server.update(shipped[v.profile].server)
+        try:
+            client.update(validate_profile(v.client))
+            server.update(validate_profile(v.server))
+        except ProfileError as e:
+            raise ScenarioError(f"{where}: {e}") from None
+        out[v.name] = Profile(name=v.profile or v.name, description=v.description, client=client, server=server)
+    return out
+
+
+def _run_in_lab(sc: Scenario, v, profile, run_dir: Path, run_id: str, index: int, live) -> None:
+    from functools import partial
+
+    from tcpstress.lab.netns import Lab
+    from tcpstress.sampler.sampler import NamespaceRef
+
+    sources = max(1, len(sc.connection.source_addresses))
+    with Lab(run_id=run_id, index=index, client_addresses=sources) as lab:
+        sysctls = lab.apply_profile(profile)
+        ctx = RunContext(
+            client_spawn=partial(lab.popen, "client"), server_spawn=partial(lab.popen, "server"),
+            server_host=lab.server_addr, target_host=lab.server_addr,
+            source_addresses=tuple(lab.client_addrs) if sc.connection.source_addresses else None,
+            namespaces=[NamespaceRef(label="client", netns=lab.client_ns),
+                        NamespaceRef(label="server", netns=lab.server_ns)],
+            sysctls=sysctls, variant=v.name)
+        run_scenario(sc, run_dir, ctx, live=live)

@@ -1,0 +1,29 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test bench clean-lab help
+
+help:
+	@echo "make demo   - create .venv, install, run the demo scenario, write a report"
+	@echo "make test   - create .venv, install with test extras, run the test suite"
+	@echo "make bench  - benchmarks against peer tools (wrk, hey, ss), printed as ratios"
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/tcpstress demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py
+
+clean-lab: $(STAMP)
+	$(BIN)/tcpstress lab cleanup
