@@ -502,12 +502,12 @@ def _check_consistency(s: Scenario, where: str) -> None:
     if not s.lab:
         host = s.target.host
         try:
-            ipaddress.ip_address(host)
-            if not is_allowed_destination(host):
-                raise ScenarioError(f"{where}: target.host {host!r} is not loopback (127.0.0.0/8, ::1) or a lab "
-                                    f"address ({LAB_NETWORK}): tcpstress sends load only there")
+            literal = ipaddress.ip_address(host)
         except ValueError:
-            pass  # a name: checked when it is resolved
+            literal = None  # a name: checked when it is resolved
+        if literal is not None and not is_allowed_destination(host):
+            raise ScenarioError(f"{where}: target.host {host!r} is not loopback (127.0.0.0/8, ::1) or a lab "
+                                f"address ({LAB_NETWORK}): tcpstress sends load only there")
         for a in s.connection.source_addresses:
             if not is_allowed_destination(a):
                 raise ScenarioError(f"{where}: connection.source_addresses: {a} is not a loopback or lab address")

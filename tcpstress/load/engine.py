@@ -39,7 +39,6 @@ LATE_THRESHOLD_S = 0.001
 # failing slots would spin and starve the slots that work.
 ERROR_PAUSE_S = 0.001
 
-now = time.perf_counter
 
 
 class RequestTimeout(Exception):
@@ -93,7 +92,10 @@ class WorkerPlan:
 
 
 class Engine:
-    def __init__(self, plan: WorkerPlan, emit: Callable[[dict], None]):
+    def __init__(self, plan: WorkerPlan, emit: Callable[[dict], None], clock: Callable[[], float] = time.perf_counter):
+        # `clock` is the shared monotonic clock; tests pass trio.current_time
+        # under a MockClock to run schedules in virtual time.
+        self.now = clock
         self.plan = plan
         self.emit = emit
         s = plan.scenario
@@ -127,12 +129,12 @@ class Engine:
                 if self.plan.family == socket.AF_INET:
                     sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
                 await sock.bind((source, 0))
-            t = now()
+            t = self.now()
             with trio.move_on_after(self.connect_timeout) as scope:
                 await sock.connect(self.plan.sockaddr)
             if scope.cancelled_caught:
                 raise ConnectTimeout()
-            end = now()
+            end = self.now()
             self.rec.connected(end, end - t)
             return sock
         except BaseException:
@@ -150,7 +152,7 @@ class Engine:
                 while True:
                     data = await sock.recv(RECV_SIZE)
                     if not first:
-                        first = now()
+                        first = self.now()
                     if not data:
                         if parser.feed_eof():
                             return first, True
@@ -164,7 +166,7 @@ class Engine:
                 while want > 0:
                     data = await sock.recv(min(RECV_SIZE, want))
                     if not first:
-                        first = now()
+                        first = self.now()
                     if not data:
                         raise ShortResponse()
                     want -= len(data)
@@ -188,6 +190,10 @@ class Engine:
         return self.sources[n % len(self.sources)] if self.sources else None
 
     def budget_left(self) -> bool:
+        """May another request start? Not past the end (trio's cancel can come a little
+        late), and not beyond load.max_requests."""
+        if self.now() >= self.plan.t_end:
+            return False
         limit = self.plan.max_requests
         return not limit or self.done_requests < limit
 
@@ -200,16 +206,16 @@ class Engine:
         while self.budget_left():
             sock = None
             try:
-                t_conn = now()
+                t_conn = self.now()
                 sock = await self.connect(source)
                 count = 0
                 server_closing = False
                 while (self.nreq == UNLIMITED or count < self.nreq) and self.budget_left():
                     count += 1
                     last = self.nreq != UNLIMITED and count == self.nreq
-                    t_req = now()
+                    t_req = self.now()
                     ttfb, server_closing = await self.exchange(sock, last)
-                    end = now()
+                    end = self.now()
                     # The first request of a fresh connection pays for the handshake too.
                     start = t_conn if count == 1 else t_req
                     rec.request(end, end - start, ttfb - start)
@@ -219,7 +225,7 @@ class Engine:
                 await self.finish(sock, server_closing)
                 sock = None
             except (OSError, ProtocolError, ShortResponse, ConnectTimeout, RequestTimeout) as exc:
-                rec.error(now(), error_name(exc))
+                rec.error(self.now(), error_name(exc))
                 if sock is not None:
                     sock.close()
                 await trio.sleep(ERROR_PAUSE_S)
@@ -237,7 +243,7 @@ class Engine:
     async def open_churn(self, nursery) -> None:
         """A new connection per operation, started on schedule; at most `connections` in flight."""
         limiter = trio.CapacityLimiter(max(1, self.plan.connections))
-        offset = trio.current_time() - now()
+        offset = trio.current_time() - self.now()
         for n, intended in self._operations():
             if not self.budget_left():
                 break
@@ -247,19 +253,19 @@ class Engine:
         self.stop_event.set()
 
     async def _churn_op(self, n: int, intended: float, limiter) -> None:
-        start = now()
+        start = self.now()
         self.rec.started(start, start - intended, LATE_THRESHOLD_S)
         sock = None
         try:
             sock = await self.connect(self.source_for(n))
             ttfb, server_closing = await self.exchange(sock, last=True)
-            end = now()
+            end = self.now()
             self.rec.request(end, end - start, ttfb - start, end - intended)
             self.done_requests += 1
             await self.finish(sock, server_closing)
             sock = None
         except (OSError, ProtocolError, ShortResponse, ConnectTimeout, RequestTimeout) as exc:
-            self.rec.error(now(), error_name(exc))
+            self.rec.error(self.now(), error_name(exc))
         finally:
             if sock is not None:
                 sock.close()
@@ -274,7 +280,7 @@ class Engine:
         send, receive = trio.open_memory_channel(math.inf)
         for slot in range(max(1, self.plan.connections)):
             nursery.start_soon(self._keepalive_conn, slot, receive.clone())
-        offset = trio.current_time() - now()
+        offset = trio.current_time() - self.now()
         async with send:
             for n, intended in self._operations():
                 if not self.budget_left():
@@ -289,7 +295,7 @@ class Engine:
         count = 0
         async with receive:
             async for n, intended in receive:
-                start = now()
+                start = self.now()
                 self.rec.started(start, start - intended, LATE_THRESHOLD_S)
                 try:
                     if sock is None:
@@ -298,14 +304,14 @@ class Engine:
                     count += 1
                     last = self.nreq != UNLIMITED and count == self.nreq
                     ttfb, server_closing = await self.exchange(sock, last)
-                    end = now()
+                    end = self.now()
                     self.rec.request(end, end - start, ttfb - start, end - intended)
                     self.done_requests += 1
                     if last or server_closing:
                         await self.finish(sock, server_closing)
                         sock = None
                 except (OSError, ProtocolError, ShortResponse, ConnectTimeout, RequestTimeout) as exc:
-                    self.rec.error(now(), error_name(exc))
+                    self.rec.error(self.now(), error_name(exc))
                     if sock is not None:
                         sock.close()
                         sock = None
@@ -315,7 +321,7 @@ class Engine:
     async def _flusher(self) -> None:
         while True:
             await trio.sleep(0.25)
-            for msg in self.rec.take_complete(now()):
+            for msg in self.rec.take_complete(self.now()):
                 self.emit(msg)
 
     async def _stop_on_sigterm(self, scope) -> None:
@@ -329,7 +335,7 @@ class Engine:
 
     async def run(self) -> None:
         plan = self.plan
-        offset = trio.current_time() - now()
+        offset = trio.current_time() - self.now()
         await trio.sleep_until(plan.t_start + offset)
         with trio.move_on_at(plan.t_end + offset) as run_scope:
             async with trio.open_nursery() as nursery:
@@ -347,7 +353,7 @@ class Engine:
                         await self.open_keepalive(conns)
                 nursery.cancel_scope.cancel()
         if self.interrupted:
-            msgs = self.rec.take_complete(now()) + self.rec.take_partial(now())
+            msgs = self.rec.take_complete(self.now()) + self.rec.take_partial(self.now())
         else:
             msgs = self.rec.take_all()
         for msg in msgs:

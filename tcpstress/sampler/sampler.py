@@ -1,0 +1,608 @@
+"""The sampling loop: kernel state of some network namespaces, plus process figures.
+
+Every `interval` seconds, in its own thread (psutil and netlink block), the
+Sampler takes for each namespace:
+
+- TCP sockets per state, IPv4 and IPv6 (sock_diag netlink; /proc/net/tcp{,6}
+  when netlink is not available), optionally only those whose local or remote
+  port is `port`;
+- the TCP line of /proc/net/sockstat;
+- the deltas of every Tcp and TcpExt counter of /proc/net/snmp and netstat
+  since the previous sample (TcpCurrEstab and the constants as values);
+
+and for each process role ("generator", "target") the summed CPU % (100 = one
+core), RSS and open fds of the PIDs the caller's registry names at that moment.
+
+Rows go to samples.csv / processes.csv as they are taken, flushed each
+interval. Times are `time.monotonic() - t0`, so they line up with the load
+generator's intervals. The first sample is taken inside start() (its deltas
+are 0: it is the baseline), the last inside stop().
+
+Namespaces are opened once, at start(): a netlink socket and fds on
+/proc/thread-self/net/* created by a short-lived thread that joined the
+namespace (see nsenter.py); the kept fds are re-read from offset 0 each time.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, TextIO, Union
+
+import psutil
+
+from tcpstress.sampler import procfs
+from tcpstress.sampler.netlink import StateCounter
+from tcpstress.sampler.nsenter import netns_path, pid_netns_path, run_in_netns
+
+SAMPLES_FILE = "samples.csv"
+PROCESSES_FILE = "processes.csv"
+SOCKSTAT_COLUMNS = tuple(f"sockstat_{name}" for name in procfs.SOCKSTAT_FIELDS)
+PROCESS_COLUMNS = ("t", "role", "pids", "cpu_percent", "rss_bytes", "fds")
+_PROC_NET_FILES = ("tcp", "tcp6", "sockstat", "netstat", "snmp")
+
+ProcessRegistry = Union[Callable[[], Mapping[str, Iterable[int]]], Mapping[str, Iterable[int]]]
+
+
+@dataclass(frozen=True)
+class NamespaceRef:
+    """Which network namespace to watch, and the label its rows carry.
+
+    Neither netns nor pid: the namespace of the thread that calls start().
+    netns: a name of `ip netns` (/var/run/netns/NAME). pid: that process's.
+    """
+
+    label: str
+    netns: str | None = None
+    pid: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.label, str) or not self.label or any(c in self.label for c in ",\n\r\""):
+            raise ValueError(f"namespace label {self.label!r} is not allowed: use a non-empty name without commas or quotes")
+        if self.netns is not None and self.pid is not None:
+            raise ValueError(f"namespace {self.label!r}: give netns or pid, not both")
+        if self.pid is not None and (isinstance(self.pid, bool) or not isinstance(self.pid, int) or self.pid <= 0):
+            raise ValueError(f"namespace {self.label!r}: pid {self.pid!r} is not allowed: a positive integer")
+
+    def ns_path(self) -> str | None:
+        """The namespace file to setns() into; None for the caller's own."""
+        if self.netns is not None:
+            return netns_path(self.netns)
+        if self.pid is not None:
+            return pid_netns_path(self.pid)
+        return None
+
+
+def _read_fd(fd: int) -> str:
+    # A seq_file regenerates its text from offset 0, in the namespace it was opened in.
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks).decode("ascii", "replace")
+
+
+def _open_proc_net(directory: str) -> dict[str, int]:
+    fds: dict[str, int] = {}
+    try:
+        for name in _PROC_NET_FILES:
+            fds[name] = os.open(f"{directory}/{name}", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        for fd in fds.values():
+            os.close(fd)
+        raise
+    return fds
+
+
+def _open_in_current_namespace(method: str) -> tuple[dict[str, int], StateCounter | None, str | None]:
+    fds = _open_proc_net("/proc/thread-self/net")
+    if method == "procfs":
+        return fds, None, None
+    try:
+        counter = StateCounter()
+        counter.count(None)  # proves sock_diag answers before we rely on it
+        return fds, counter, None
+    except OSError as error:
+        if method == "netlink":
+            for fd in fds.values():
+                os.close(fd)
+            raise
+        return fds, None, f"netlink unavailable ({error}); reading /proc/net/tcp"
+
+
+class _NamespaceProbe:
+    """Everything needed to sample one namespace, opened once."""
+
+    def __init__(self, ref: NamespaceRef, port: int | None, method: str = "auto") -> None:
+        self.ref = ref
+        self.port = port
+        self.samples = 0
+        self.errors = 0
+        self.last_error: str | None = None
+        self.total_cost = 0.0
+        self.max_cost = 0.0
+        self._prev_counters: dict[str, int] | None = None
+        path = ref.ns_path()
+        try:
+            self._fds, self._counter, self.note = run_in_netns(path, lambda: _open_in_current_namespace(method))
+        except PermissionError:
+            if ref.pid is None or method == "netlink":
+                raise
+            # Without the right to setns, /proc/PID/net still shows PID's namespace.
+            self._fds = _open_proc_net(f"/proc/{ref.pid}/net")
+            self._counter, self.note = None, "setns refused; reading /proc/PID/net"
+
+    @property
+    def method(self) -> str:
+        return "netlink" if self._counter is not None else "procfs"
+
+    def sample(self) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+        """(states, sockstat, counter deltas) now; costs are recorded."""
+        started = time.perf_counter()
+        if self._counter is not None:
+            states = self._counter.count(self.port)
+        else:
+            table = procfs.parse_tcp_table(_read_fd(self._fds["tcp"]), self.port)
+            table.update(procfs.parse_tcp_table(_read_fd(self._fds["tcp6"]), self.port))
+            states = {name: table.get(name, 0) for name in procfs.TCP_STATES}
+        sockstat = procfs.parse_sockstat(_read_fd(self._fds["sockstat"]))
+        counters = procfs.parse_netstat(_read_fd(self._fds["snmp"]), procfs.TCP_SECTIONS)
+        counters.update(procfs.parse_netstat(_read_fd(self._fds["netstat"]), procfs.TCP_SECTIONS))
+        deltas = procfs.counter_deltas(self._prev_counters if self._prev_counters is not None else counters, counters)
+        self._prev_counters = counters
+        cost = time.perf_counter() - started
+        self.samples += 1
+        self.total_cost += cost
+        self.max_cost = max(self.max_cost, cost)
+        return states, sockstat, deltas
+
+    def close(self) -> None:
+        if self._counter is not None:
+            self._counter.close()
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds = {}
+
+
+def _fd_count(pid: int, process: psutil.Process) -> int:
+    # Since Linux 6.2 the size of /proc/PID/fd is its number of open fds: one
+    # stat instead of listing 20,000 entries. Older kernels report 0.
+    try:
+        size = os.stat(f"/proc/{pid}/fd").st_size
+    except OSError:
+        size = 0
+    return size if size > 0 else process.num_fds()
+
+
+class _ProcessTracker:
+    """CPU, RSS and fds per role, over whatever PIDs the registry names now."""
+
+    def __init__(self, registry: ProcessRegistry | None) -> None:
+        self._registry = registry
+        self._processes: dict[int, psutil.Process] = {}
+
+    def _roles(self) -> dict[str, list[int]]:
+        if self._registry is None:
+            return {}
+        named = self._registry() if callable(self._registry) else self._registry
+        return {role: sorted({int(pid) for pid in pids}) for role, pids in dict(named).items()}
+
+    def measure(self) -> dict[str, dict[str, Any]]:
+        figures: dict[str, dict[str, Any]] = {}
+        seen: set[int] = set()
+        for role, pids in self._roles().items():
+            cpu, rss, fds, alive, complete = 0.0, 0, 0, [], True
+            for pid in pids:
+                seen.add(pid)
+                process = self._processes.get(pid)
+                try:
+                    if process is None:
+                        # psutil's first cpu_percent() has no earlier reading
+                        # and says 0.0: the role's CPU sum is incomplete now.
+                        process = self._processes[pid] = psutil.Process(pid)
+                        complete = False
+                    with process.oneshot():
+                        cpu += process.cpu_percent(None)
+                        rss += process.memory_info().rss
+                    fds += _fd_count(pid, process)
+                    alive.append(pid)
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    self._processes.pop(pid, None)
+            figures[role] = {"pids": alive, "cpu_percent": cpu, "cpu_complete": complete, "rss_bytes": rss, "fds": fds}
+        for gone in set(self._processes) - seen:
+            del self._processes[gone]
+        return figures
+
+
+class _Summary:
+    """Running peaks, finals, totals and means: what result.json keeps."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, dict[str, dict[str, int]]] = {}
+        self.counters: dict[str, dict[str, int]] = {}
+        self.processes: dict[str, dict[str, Any]] = {}
+
+    def add_namespace_row(self, label: str, states: Mapping[str, int], deltas: Mapping[str, int]) -> None:
+        per_state = self.states.setdefault(label, {})
+        for name, value in states.items():
+            entry = per_state.setdefault(name, {"peak": value, "final": value})
+            entry["peak"] = max(entry["peak"], value)
+            entry["final"] = value
+        totals = self.counters.setdefault(label, {})
+        for name, value in deltas.items():
+            totals[name] = value if name in procfs.GAUGES else totals.get(name, 0) + value
+
+    def add_process_row(self, role: str, figures: Mapping[str, Any]) -> None:
+        entry = self.processes.setdefault(
+            role, {"cpu_peak": 0.0, "cpu_sum": 0.0, "cpu_samples": 0, "rss_peak": 0, "fds_peak": 0}
+        )
+        entry["rss_peak"] = max(entry["rss_peak"], figures["rss_bytes"])
+        entry["fds_peak"] = max(entry["fds_peak"], figures["fds"])
+        if figures["cpu_complete"]:  # a process's first reading is psutil's 0.0
+            entry["cpu_peak"] = max(entry["cpu_peak"], figures["cpu_percent"])
+            entry["cpu_sum"] += figures["cpu_percent"]
+            entry["cpu_samples"] += 1
+
+    def processes_summary(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for role, entry in self.processes.items():
+            mean = entry["cpu_sum"] / entry["cpu_samples"] if entry["cpu_samples"] else 0.0
+            out[role] = {
+                "cpu_peak": round(entry["cpu_peak"], 1),
+                "cpu_mean": round(mean, 1),
+                "rss_peak": entry["rss_peak"],
+                "fds_peak": entry["fds_peak"],
+            }
+        return out
+
+
+class _CsvOut:
+    """samples.csv and processes.csv writers; the header waits for the first row."""
+
+    def __init__(self, samples: TextIO | None, processes: TextIO | None, owned: list[TextIO]) -> None:
+        self._samples_file, self._processes_file, self._owned = samples, processes, owned
+        self._samples: csv.DictWriter | None = None
+        self._processes: csv.DictWriter | None = None
+        if processes is not None:
+            self._processes = csv.DictWriter(processes, PROCESS_COLUMNS, lineterminator="\n")
+            self._processes.writeheader()
+
+    def write_samples(self, rows: list[dict[str, Any]]) -> None:
+        if self._samples_file is None or not rows:
+            return
+        if self._samples is None:
+            fixed = ["t", "ns", *procfs.TCP_STATES, *SOCKSTAT_COLUMNS]
+            counter_names = sorted({name for row in rows for name in row} - set(fixed))
+            columns = [*fixed, *counter_names]
+            self._samples = csv.DictWriter(self._samples_file, columns, extrasaction="ignore", restval=0, lineterminator="\n")
+            self._samples.writeheader()
+        self._samples.writerows(rows)
+        self._samples_file.flush()
+
+    def write_processes(self, rows: list[dict[str, Any]]) -> None:
+        if self._processes is None or self._processes_file is None or not rows:
+            return
+        self._processes.writerows(rows)
+        self._processes_file.flush()
+
+    def close(self) -> None:
+        for stream in self._owned:
+            stream.close()
+
+
+class Sampler:
+    """Samples namespaces and processes every `interval` s in a background thread.
+
+    `processes` is a mapping role -> PIDs, or a callable returning one; it is
+    read at every sample, so PIDs added later are picked up. `method` "auto"
+    counts states over netlink and falls back to /proc/net/tcp; "netlink" or
+    "procfs" force one (tests and bench/ use that). `samples_stream` sends
+    samples.csv to an open text stream instead of out_dir; `on_sample` is
+    called from the sampler thread with latest() after each interval.
+    """
+
+    def __init__(
+        self,
+        namespaces: Iterable[NamespaceRef],
+        interval: float = 0.1,
+        t0: float | None = None,
+        port: int | None = None,
+        out_dir: Path | None = None,
+        processes: ProcessRegistry | None = None,
+        *,
+        samples_stream: TextIO | None = None,
+        on_sample: Callable[[dict[str, dict[str, Any]]], None] | None = None,
+        method: str = "auto",
+    ) -> None:
+        self._refs = list(namespaces)
+        if not self._refs:
+            raise ValueError("sampler namespaces: give at least one NamespaceRef")
+        labels = [ref.label for ref in self._refs]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"sampler namespaces: labels must differ, got {labels}")
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0.001 <= interval <= 3600:
+            raise ValueError(f"sampler interval {interval!r} is not allowed: 0.001..3600 seconds")
+        if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535):
+            raise ValueError(f"sampler port {port!r} is not allowed: 1..65535 or None")
+        if method not in ("auto", "netlink", "procfs"):
+            raise ValueError(f"sampler method {method!r} is not allowed: auto, netlink or procfs")
+        self.method = method
+        self.interval = float(interval)
+        self.t0 = time.monotonic() if t0 is None else t0
+        self.port = port
+        self._out_dir = Path(out_dir) if out_dir is not None else None
+        self._samples_stream = samples_stream
+        self._on_sample = on_sample
+        self._tracker = _ProcessTracker(processes)
+        self._probes: list[_NamespaceProbe] = []
+        self._summary = _Summary()
+        self._latest: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._out: _CsvOut | None = None
+        self._ticks = 0
+        self.overruns = 0
+        self._final: dict[str, Any] | None = None
+
+    # -- lifecycle -------------------------------------------------------
+
+    def start(self) -> None:
+        """Open every namespace, take the first sample, start the thread.
+
+        Raises ValueError for a namespace that does not exist.
+        """
+        if self._thread is not None or self._final is not None:
+            raise RuntimeError("Sampler.start() may be called once")
+        try:
+            for ref in self._refs:
+                self._probes.append(_NamespaceProbe(ref, self.port, self.method))
+            self._out = self._open_outputs()
+            self._tick()
+        except BaseException:
+            self._close_resources()
+            self._probes = []
+            raise
+        self._thread = threading.Thread(target=self._run, name="tcpstress-sampler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> dict[str, Any]:
+        """Take a last sample, end the thread, close files; return the summary."""
+        if self._final is not None:
+            return self._final
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+        elif self._probes:
+            self._tick()
+        self._close_resources()
+        self._final = self.summary()
+        return self._final
+
+    def latest(self) -> dict[str, dict[str, Any]]:
+        """The most recent row of each namespace (label -> column -> value)."""
+        with self._lock:
+            return {label: dict(row) for label, row in self._latest.items()}
+
+    def summary(self) -> dict[str, Any]:
+        """{"states", "counters", "processes", "sampler"} as result.json keeps them."""
+        with self._lock:
+            return {
+                "states": {label: {s: dict(v) for s, v in states.items()} for label, states in self._summary.states.items()},
+                "counters": {label: dict(totals) for label, totals in self._summary.counters.items()},
+                "processes": self._summary.processes_summary(),
+                "sampler": {
+                    probe.ref.label: {
+                        "samples": probe.samples,
+                        "method": probe.method,
+                        "mean_cost_ms": round(1000 * probe.total_cost / probe.samples, 3) if probe.samples else 0.0,
+                        "max_cost_ms": round(1000 * probe.max_cost, 3),
+                        "errors": probe.errors,
+                        "last_error": probe.last_error,
+                        "note": probe.note,
+                    }
+                    for probe in self._probes
+                },
+            }
+
+    # -- internals -------------------------------------------------------
+
+    def _open_outputs(self) -> _CsvOut:
+        owned: list[TextIO] = []
+        samples, processes = self._samples_stream, None
+        if self._out_dir is not None:
+            self._out_dir.mkdir(parents=True, exist_ok=True)
+            if samples is None:
+                samples = open(self._out_dir / SAMPLES_FILE, "w", newline="", encoding="utf-8")
+                owned.append(samples)
+            processes = open(self._out_dir / PROCESSES_FILE, "w", newline="", encoding="utf-8")
+            owned.append(processes)
+        return _CsvOut(samples, processes, owned)
+
+    def _close_resources(self) -> None:
+        for probe in self._probes:
+            probe.close()
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except Exception as error:  # recorded in the summary; stop() still works
+            for probe in self._probes:
+                probe.errors += 1
+                probe.last_error = f"sampler thread ended: {type(error).__name__}: {error}"
+
+    def _loop(self) -> None:
+        # Ticks sit on a fixed grid from the first sample, so slow samples do
+        # not shift later ones; a tick that falls behind skips to the next slot.
+        origin = time.monotonic()
+        slot = 1
+        while True:
+            due = origin + slot * self.interval
+            if self._stop.wait(max(0.0, due - time.monotonic())):
+                break
+            self._tick()
+            late_slots = int((time.monotonic() - origin) / self.interval)
+            if late_slots >= slot + 1:
+                self.overruns += late_slots - slot
+                slot = late_slots
+            slot += 1
+        self._tick()
+
+    def _tick(self) -> None:
+        self._ticks += 1
+        rows: list[dict[str, Any]] = []
+        for probe in self._probes:
+            t = time.monotonic() - self.t0
+            try:
+                states, sockstat, deltas = probe.sample()
+            except Exception as error:  # one bad read must not end the run
+                probe.errors += 1
+                probe.last_error = f"{type(error).__name__}: {error}"
+                continue
+            row: dict[str, Any] = {"t": round(t, 4), "ns": probe.ref.label, **states}
+            row.update({f"sockstat_{name}": value for name, value in sockstat.items()})
+            row.update(deltas)
+            rows.append(row)
+            with self._lock:
+                self._summary.add_namespace_row(probe.ref.label, states, deltas)
+        process_rows = self._sample_processes()
+        with self._lock:
+            for row in rows:
+                self._latest[row["ns"]] = row
+        if self._out is not None:
+            self._out.write_samples(rows)
+            self._out.write_processes(process_rows)
+        if self._on_sample is not None and rows:
+            self._on_sample(self.latest())
+
+    def _sample_processes(self) -> list[dict[str, Any]]:
+        t = round(time.monotonic() - self.t0, 4)
+        try:
+            figures = self._tracker.measure()
+        except Exception:  # a registry callable that fails must not end the run
+            return []
+        rows = []
+        for role, figure in figures.items():
+            with self._lock:
+                self._summary.add_process_row(role, figure)
+            rows.append({
+                "t": t,
+                "role": role,
+                "pids": " ".join(map(str, figure["pids"])),
+                "cpu_percent": round(figure["cpu_percent"], 1),
+                "rss_bytes": figure["rss_bytes"],
+                "fds": figure["fds"],
+            })
+        return rows
+
+
+# -- `tcpstress sample` --------------------------------------------------
+
+_LIVE_STATES = (
+    ("ESTAB", "ESTABLISHED"),
+    ("SYN_SENT", "SYN_SENT"),
+    ("SYN_RECV", "SYN_RECV"),
+    ("FIN_W1", "FIN_WAIT1"),
+    ("FIN_W2", "FIN_WAIT2"),
+    ("TIME_WAIT", "TIME_WAIT"),
+    ("CLOSE_WAIT", "CLOSE_WAIT"),
+    ("LAST_ACK", "LAST_ACK"),
+)
+_LIVE_HEADER_EVERY = 40
+
+
+def _short_counter_name(name: str) -> str:
+    for prefix in ("TcpExt", "Tcp"):
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return name
+
+
+def format_live_header() -> str:
+    return f"{'t':>8} " + " ".join(f"{short:>{max(len(short), 6)}}" for short, _ in _LIVE_STATES) + "  counters"
+
+
+def format_live_line(row: Mapping[str, Any]) -> str:
+    """One line of the live table: states, then the key counters that moved."""
+    cells = " ".join(f"{row.get(state, 0):>{max(len(short), 6)}}" for short, state in _LIVE_STATES)
+    moved = [
+        f"{_short_counter_name(name)}+{row[name]}"
+        for name in procfs.KEY_COUNTERS
+        if name not in procfs.GAUGES and row.get(name)
+    ]
+    return f"{row.get('t', 0.0):>8.2f} {cells}  {' '.join(moved)}".rstrip()
+
+
+def run_sample_command(
+    netns: str | None,
+    pid: int | None,
+    port: int | None,
+    interval: float,
+    duration: float,
+    out: Path | None,
+    live: bool,
+    stream: TextIO = sys.stderr,
+) -> dict[str, Any]:
+    """`tcpstress sample`: watch one namespace for `duration` seconds.
+
+    Prints a live line per interval to `stream` when `live`. Writes the
+    samples CSV to `out` (a file, or samples.csv inside an existing
+    directory), else to stdout when stdout is not a terminal. Ctrl-C ends the
+    run early. Returns the summary. Raises ValueError for bad input.
+    """
+    if netns is not None and pid is not None:
+        raise ValueError("sample: give --netns or --pid, not both")
+    if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not duration > 0 or math.isnan(duration):
+        raise ValueError(f"sample duration {duration!r} is not allowed: a positive number of seconds")
+    label = f"netns:{netns}" if netns is not None else (f"pid:{pid}" if pid is not None else "host")
+    ref = NamespaceRef(label=label, netns=netns, pid=pid)
+    ref.ns_path()  # fails early with the one-line message for a missing namespace
+
+    csv_stream: TextIO | None = None
+    owned: TextIO | None = None
+    if out is not None:
+        target = Path(out) / SAMPLES_FILE if Path(out).is_dir() else Path(out)
+        owned = csv_stream = open(target, "w", newline="", encoding="utf-8")
+    elif not sys.stdout.isatty():
+        csv_stream = sys.stdout
+
+    printed = 0
+
+    def show(latest: dict[str, dict[str, Any]]) -> None:
+        nonlocal printed
+        row = latest.get(label)
+        if row is None:
+            return
+        if printed % _LIVE_HEADER_EVERY == 0:
+            print(format_live_header(), file=stream)
+        print(format_live_line(row), file=stream, flush=True)
+        printed += 1
+
+    try:
+        sampler = Sampler(
+            [ref], interval=interval, port=port, samples_stream=csv_stream,
+            on_sample=show if live else None,
+        )
+        sampler.start()
+        try:
+            end = time.monotonic() + duration
+            while (left := end - time.monotonic()) > 0:
+                time.sleep(min(left, 0.5))
+        except KeyboardInterrupt:
+            pass
+        finally:
+            summary = sampler.stop()
+        return summary
+    finally:
+        if owned is not None:
+            owned.close()

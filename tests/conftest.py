@@ -1,0 +1,140 @@
+"""Shared fixtures: the built-in server and nginx as real processes on loopback."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args, timeout=120, check=False, **kw):
+    """Run the real command line, as a user would."""
+    proc = subprocess.run([sys.executable, "-m", "tcpstress", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=kw.pop("cwd", ROOT), **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+class ServerProcess:
+    def __init__(self, **config):
+        config.setdefault("max_seconds", 120)
+        code = f"from tcpstress.server import serve, ServerConfig; serve(ServerConfig(**{config!r}))"
+        self.proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+        line = self.proc.stdout.readline()
+        m = re.match(r"listening \S+ (\S+):(\d+)", line)
+        if not m:
+            self.proc.kill()
+            raise RuntimeError(f"server did not start: {line!r} {self.proc.stderr.read()}")
+        self.host, self.port = m.group(1), int(m.group(2))
+
+    def stop(self) -> dict:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=15)
+        m = re.search(r"served connections=(\d+) requests=(\d+)", out)
+        return {"connections": int(m.group(1)), "requests": int(m.group(2))} if m else {}
+
+
+@pytest.fixture
+def server_factory():
+    made = []
+
+    def make(**config):
+        s = ServerProcess(**config)
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        if s.proc.poll() is None:
+            s.proc.kill()
+            s.proc.wait()
+
+
+def free_port(host="127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class Nginx:
+    """Debian's nginx on a free loopback port, one worker, access log on."""
+
+    def __init__(self, tmp: Path, keepalive_requests: int = 100000):
+        self.prefix = tmp
+        tmp.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.access_log = tmp / "access.log"
+        (tmp / "logs").mkdir(exist_ok=True)
+        conf = tmp / "nginx.conf"
+        conf.write_text(textwrap.dedent(f"""
+            daemon off;
+            worker_processes 1;
+            pid {tmp}/nginx.pid;
+            error_log {tmp}/error.log warn;
+            events {{ worker_connections 4096; }}
+            http {{
+                access_log {self.access_log};
+                client_body_temp_path {tmp}/body;
+                proxy_temp_path {tmp}/proxy;
+                fastcgi_temp_path {tmp}/fastcgi;
+                uwsgi_temp_path {tmp}/uwsgi;
+                scgi_temp_path {tmp}/scgi;
+                keepalive_requests {keepalive_requests};
+                server {{
+                    listen 127.0.0.1:{self.port} backlog=4096;
+                    location / {{ return 200 "hello from nginx\\n"; }}
+                }}
+            }}
+        """))
+        self.proc = subprocess.Popen(["nginx", "-p", str(tmp), "-c", str(conf)], stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            self.stop()
+            raise RuntimeError("nginx did not start")
+        time.sleep(0.1)
+        self.baseline = self.log_lines()
+
+    def log_lines(self) -> int:
+        try:
+            with open(self.access_log, "rb") as f:
+                return sum(1 for _ in f)
+        except FileNotFoundError:
+            return 0
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT)  # graceful: flushes the log
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def nginx(tmp_path):
+    if not shutil.which("nginx"):
+        pytest.skip("nginx is not installed (apt-get install nginx-light; .ci/run does it)")
+    n = Nginx(tmp_path / "nginx")
+    yield n
+    n.stop()

@@ -1,0 +1,112 @@
+import json
+from collections import Counter
+
+import pytest
+from hdrh.log import HistogramLogReader
+from hypothesis import given, settings, strategies as st
+
+from tcpstress import results
+from tcpstress.load.processes import IntervalMerger
+from tcpstress.load.recorder import Recorder
+
+values = st.lists(st.integers(1, 10**7), min_size=0, max_size=300)
+
+
+@given(values, st.integers(1, 5))
+@settings(max_examples=60)
+def test_merging_encoded_parts_equals_recording_everything(vals, parts):
+    whole = results.new_histogram()
+    for v in vals:
+        whole.record_value(v)
+    merged = results.new_histogram()
+    for k in range(parts):
+        part = results.new_histogram()
+        results.record_counts(part, Counter(vals[k::parts]))
+        merged.add(results.decode(results.encode(part)))
+    assert merged.get_total_count() == len(vals)
+    for p in (50, 90, 99, 99.9, 100):
+        assert merged.get_value_at_percentile(p) == whole.get_value_at_percentile(p)
+
+
+def test_hlog_round_trip_with_the_hdrhistogram_reader(tmp_path):
+    path = tmp_path / "latency-total.hlog"
+    w = results.HlogWriter(path, start_epoch=1_700_000_000.0, comment="test")
+    written = []
+    for i in range(3):
+        h = results.new_histogram()
+        for v in range(100 * (i + 1), 100 * (i + 1) + 50):
+            h.record_value(v)
+        w.write(float(i), 1.0, h)
+        written.append(h)
+    w.close()
+    ours = results.read_hlog(path)
+    assert [(s, l) for s, l, _ in ours] == [(0.0, 1.0), (1.0, 1.0), (2.0, 1.0)]
+    reader = HistogramLogReader(str(path), results.new_histogram())
+    theirs = []
+    while True:
+        h = reader.get_next_interval_histogram()
+        if h is None:
+            break
+        theirs.append(h)
+    assert len(theirs) == 3
+    for a, b in zip(theirs, written):
+        assert a.get_total_count() == b.get_total_count() == 50
+        assert a.get_max_value() == b.get_max_value()
+    assert results.merged_hlog(path).get_total_count() == 150
+
+
+def test_corrupt_hlog_is_refused(tmp_path):
+    p = tmp_path / "x.hlog"
+    p.write_text("0.0,1.0,1.0,not-base64!!\n")
+    with pytest.raises(results.ResultError, match="corrupt interval histogram"):
+        results.read_hlog(p)
+
+
+def test_load_result_refuses_non_runs(tmp_path):
+    with pytest.raises(results.ResultError, match="no result.json"):
+        results.load_result(tmp_path)
+    (tmp_path / "result.json").write_text('{"format": "tcpstress-result/1", "scen')
+    with pytest.raises(results.ResultError, match="not valid JSON"):
+        results.load_result(tmp_path)
+    (tmp_path / "result.json").write_text(json.dumps({"format": "tcpstress-result/1", "scenario": {}}))
+    with pytest.raises(results.ResultError, match="missing intervals, summary"):
+        results.load_result(tmp_path)
+
+
+def test_write_atomic_leaves_no_temp_files(tmp_path):
+    target = tmp_path / "a.json"
+    results.write_atomic(target, "one")
+    results.write_atomic(target, "two")
+    assert target.read_text() == "two"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+def test_recorder_buckets_by_completion_second_and_drops_warmup():
+    r = Recorder(t0=100.0, t_end=103.0)
+    r.request(99.5, 0.001, 0.0005)  # warm-up: dropped
+    r.request(100.2, 0.001, 0.0005)
+    r.request(101.9, 0.002, 0.001)
+    r.error(101.0, "ECONNREFUSED")
+    r.request(103.0, 0.001, 0.001)  # at t_end: dropped
+    msgs = r.take_complete(102.5)
+    assert [m["i"] for m in msgs] == [0, 1]
+    assert [m["requests"] for m in msgs] == [1, 1]
+    assert msgs[1]["errors"] == {"ECONNREFUSED": 1}
+    rest = r.take_all()
+    assert [m["i"] for m in rest] == [2] and rest[0]["requests"] == 0  # empty seconds are reported too
+    assert r.requests_total == 2
+
+
+def test_merger_sums_workers_and_closes_intervals_in_order():
+    m = IntervalMerger(3)
+    for worker in range(2):
+        r = Recorder(t0=0.0, t_end=3.0)
+        for i in range(3):
+            r.request(i + 0.5, 0.001 * (worker + 1), 0.0005)
+        for msg in r.take_all():
+            m.add(msg)
+    done = m.finalize_upto(1)
+    assert [a["i"] for a in done] == [0, 1]
+    assert m.finalize_upto(5)[0]["i"] == 2
+    assert m.hists["total"].get_total_count() == 6
+    assert sum(a["requests"] for a in m.final) == 6
