@@ -229,20 +229,29 @@ class _Http1Parser:
         """Take the next bytes from the peer; return the messages they complete, in order."""
         if self._state == _FAILED:
             raise self._error  # type: ignore[misc]
+        done: list = []
         try:
-            return self._feed(data)
+            self._feed(data, done)
         except ProtocolError as exc:
             self._state = _FAILED
             self._error = exc
             self._buf = bytearray()
-            raise
+            # Messages completed before the garbage are still good: return them,
+            # and raise on the next call (`error` tells the caller right away).
+            if not done:
+                raise
+        return done
 
-    def _feed(self, data: bytes) -> list:
+    @property
+    def error(self) -> ProtocolError | None:
+        """The refusal that ended parsing, once there is one."""
+        return self._error
+
+    def _feed(self, data: bytes, done: list) -> None:
         buf = self._buf
         if buf:
             buf += data
             data = buf
-        done = []
         pos = 0
         end = len(data)
         while pos < end:
@@ -337,7 +346,6 @@ class _Http1Parser:
                 self._message = None
         if pos < end or buf:
             self._keep_unparsed(data, pos, end)
-        return done
 
     def _keep_unparsed(self, data, pos: int, end: int) -> None:
         if pos >= end:

@@ -39,7 +39,9 @@ def operations_due(t: float, rate: float, ramp: float = 0.0) -> int:
         due = rate * t * t / (2.0 * ramp)
     else:
         due = rate * ramp / 2.0 + rate * (t - ramp)
-    return math.ceil(due - 1e-9)
+    # Operation 0 is due at t = 0, so any t > 0 has at least one due; the
+    # tolerance keeps a float like 4.0000000001 from counting a fifth.
+    return max(1, math.ceil(due - 1e-9))
 
 
 def worker_operations(worker: int, workers: int, duration: float, rate: float, ramp: float = 0.0):
