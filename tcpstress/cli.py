@@ -170,16 +170,26 @@ def _check_output_dir(out: Path) -> None:
 
 
 def _report_after_run(folders: list[Path], out: Path) -> None:
-    """Render the report and print the findings, when the reporter is present."""
+    """Print the findings and render the report; a failure here never hides the saved results."""
+    from tcpstress.report import diagnose, format_findings, load_runs
+    from tcpstress.report.render import render_report
+    from tcpstress.results import ResultError
+
     try:
-        from tcpstress.report.render import render_report
-    except ImportError:
-        return
+        findings = diagnose(load_runs(folders))
+    except ResultError as e:
+        click.echo(f"tcpstress: cannot diagnose: {e}", err=True)
+        findings = []
+    if findings:
+        click.echo("\nfindings:")
+        for line in format_findings(findings):
+            click.echo(f"  {line}")
     try:
         path = render_report(folders, out)
         click.echo(f"report: {path}")
-    except Exception as e:  # a report failure must not hide the saved results
+    except (ResultError, OSError, ValueError) as e:
         click.echo(f"tcpstress: could not render the report: {e}", err=True)
+
 
 
 @cli.command()
@@ -230,6 +240,7 @@ def _compare(scenario_file, variant_names, out, quiet, overrides) -> None:
                      key=lambda p: (order.get(p.name, len(order)), p.name))
     runs = [load_result(p) for p in folders]
     if runs:
+        click.echo("")
         click.echo(format_comparison(runs))
         _report_after_run([Path(out)], Path(out))
     click.echo(f"results: {out}")

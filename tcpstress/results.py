@@ -145,6 +145,7 @@ def write_atomic(path: Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+            os.fchmod(f.fileno(), 0o644)  # mkstemp makes 0600; runs are for sharing
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -182,7 +182,7 @@ def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = Non
     sampler_summary: dict = {}
     meta = {
         "format": results.FORMAT, "tool_version": __version__, "kernel": platform.release(),
-        "hostname": socket.gethostname(), "started_at": utc_stamp(started_at), "ended_at": None,
+        "hostname": socket.gethostname(), "cpu_count": os.cpu_count(), "started_at": utc_stamp(started_at), "ended_at": None,
         "partial": True, "partial_reason": "in progress", "name": s.name, "variant": ctx.variant,
         "scenario": s.to_dict(), "sysctls": ctx.sysctls,
     }
@@ -381,7 +381,7 @@ def run_comparison(scenario: Scenario, out_dir: Path, variant_names: list[str] |
         for v in variants:
             if v.profile or v.client or v.server:
                 raise ScenarioError(f"{scenario.source} [variants.{v.name}]: sysctl profiles run only in the lab: "
-                                    f"set lab = true (needs root), or remove profile/client/server")
+                                    f"set lab = true (needs root), or remove profile/client_sysctls/server_sysctls")
     run_id = secrets.token_hex(3)
     comparison = {"format": COMPARISON_FORMAT, "scenario": scenario.name, "lab": scenario.lab,
                   "variants": [v.name for v in variants], "runs": {}, "run_id": run_id}

@@ -292,7 +292,9 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[Any], bool] | None, str]]] = {
     },
 }
 SECTIONS = [s for s in SCHEMA if s]
-VARIANT_KEYS = {"description", "profile", "client", "server", *SECTIONS}
+# A variant's sysctls are client_sysctls / server_sysctls: plain "server" is the
+# [server] section (the built-in target), which a variant may also override.
+VARIANT_KEYS = {"description", "profile", "client_sysctls", "server_sysctls", *SECTIONS}
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str:
@@ -469,12 +471,12 @@ def _build_variants(raw: Any, where: str) -> tuple[Variant, ...]:
                         raise ScenarioError(f"{at}: unknown key {key}.{sub}{_did_you_mean(sub, list(SCHEMA[key]))}")
                     _check_field(key, sub, v, at, False)
                     overrides[f"{key}.{sub}"] = v
-            elif key in ("client", "server") and not isinstance(value, dict):
+            elif key in ("client_sysctls", "server_sysctls") and not isinstance(value, dict):
                 raise ScenarioError(f"{at}: {key} must be a table of sysctl knobs, e.g. {key} = {{ tcp_tw_reuse = 1 }}")
             elif key in ("description", "profile") and not isinstance(value, str):
                 raise ScenarioError(f"{at}: {key} must be a string")
         out.append(Variant(name=name, description=spec.get("description", ""), profile=spec.get("profile", ""),
-                           client=dict(spec.get("client", {})), server=dict(spec.get("server", {})),
+                           client=dict(spec.get("client_sysctls", {})), server=dict(spec.get("server_sysctls", {})),
                            overrides=overrides))
     return tuple(out)
 

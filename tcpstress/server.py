@@ -87,10 +87,16 @@ class ServerConfig:
     max_seconds: float | None = None  # stop by itself after this long
 
     def __post_init__(self) -> None:
-        _require(isinstance(self.host, str) and self.host != "", "host", self.host, "a non-empty address")
+        _require(
+            isinstance(self.host, str) and self.host != "", "host", self.host, "a non-empty address"
+        )
         _require_int(self.port, "port", 0, 65535)
-        _require(self.protocol in PROTOCOLS, "protocol", self.protocol, f"one of {', '.join(PROTOCOLS)}")
-        _require(self.close in CLOSE_POLICIES, "close", self.close, f"one of {', '.join(CLOSE_POLICIES)}")
+        _require(
+            self.protocol in PROTOCOLS, "protocol", self.protocol, f"one of {', '.join(PROTOCOLS)}"
+        )
+        _require(
+            self.close in CLOSE_POLICIES, "close", self.close, f"one of {', '.join(CLOSE_POLICIES)}"
+        )
         _require_int(self.response_size, "response_size", 0, 1 << 30)
         _require_int(self.echo_size, "echo_size", 1, 1 << 24)
         _require_int(self.requests_per_connection, "requests_per_connection", 0, None)
@@ -165,7 +171,9 @@ def _serve_single(config: ServerConfig, ready) -> ServerStats:
         if ready is not None:
             ready(config.host, stats.port)
 
-    trio.run(_serve_listener, listener, config, stats, time.monotonic(), config.max_seconds, announce)
+    trio.run(
+        _serve_listener, listener, config, stats, time.monotonic(), config.max_seconds, announce
+    )
     _print_served(stats)
     return stats
 
@@ -222,13 +230,24 @@ class _Context:
         self.ok = b"HTTP/1.1 200 OK\r\n" + length + b"\r\n" + body
         self.ok_close = b"HTTP/1.1 200 OK\r\n" + length + b"Connection: close\r\n\r\n" + body
         # An HTTP/1.0 client keeps the connection only if told so (ab -k relies on it).
-        self.ok_keep_alive = b"HTTP/1.1 200 OK\r\n" + length + b"Connection: keep-alive\r\n\r\n" + body
+        self.ok_keep_alive = (
+            b"HTTP/1.1 200 OK\r\n" + length + b"Connection: keep-alive\r\n\r\n" + body
+        )
         self.limit = config.requests_per_connection if config.close != "never" else 0
+        # When the server is about to close, the last answer goes out with
+        # MSG_MORE: the kernel holds it and close() sends it in one segment with
+        # the FIN. Sent apart, a client woken by the answer can close first
+        # (the scheduler may run it before our close()), and TIME_WAIT would
+        # land on the wrong side. (Not under "reset": an RST drops unsent data.)
+        self.ending_flags = socket.MSG_MORE if config.close == "server" else 0
+        self.refusal_flags = socket.MSG_MORE if config.close in ("server", "client") else 0
         self.slow = config.delay > 0 or config.stall_at is not None
         self.stall_start = self.stall_end = 0.0
         if config.stall_at is not None:
             # trio's clock has its own origin: translate from the monotonic start.
-            self.stall_start = trio.current_time() + (started_at + config.stall_at - time.monotonic())
+            self.stall_start = trio.current_time() + (
+                started_at + config.stall_at - time.monotonic()
+            )
             self.stall_end = self.stall_start + config.stall_for
 
 
@@ -271,9 +290,10 @@ async def _serve_listener(
 
 
 async def _cancel_on_signal(receiver, cancel_scope: trio.CancelScope) -> None:
+    # Keeps receiving after the first signal: a second one during shutdown
+    # must not meet the default handler and kill us before the counts print.
     async for _ in receiver:
         cancel_scope.cancel()
-        return
 
 
 async def _accept_loop(listener: socket.socket, handler, context: _Context, nursery) -> None:
@@ -294,6 +314,9 @@ async def _accept_loop(listener: socket.socket, handler, context: _Context, nurs
             await trio.sleep(ACCEPT_ERROR_PAUSE)
             continue
         conn.setblocking(False)
+        # Answers to a pipelining client may go out in several sends (with
+        # `delay`); Nagle would hold each one until the last is ACKed.
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         stats.connections += 1
         if hold_all:
             context.held.append(conn)
@@ -304,9 +327,9 @@ async def _accept_loop(listener: socket.socket, handler, context: _Context, nurs
             await checkpoint()
 
 
-async def _send_all(sock: socket.socket, data: bytes) -> None:
+async def _send_all(sock: socket.socket, data: bytes, flags: int = 0) -> None:
     try:
-        sent = sock.send(data)
+        sent = sock.send(data, flags)
     except BlockingIOError:
         sent = 0
     if sent == len(data):
@@ -315,7 +338,7 @@ async def _send_all(sock: socket.socket, data: bytes) -> None:
     while sent < len(data):
         await wait_writable(sock)
         try:
-            sent += sock.send(view[sent:])
+            sent += sock.send(view[sent:], flags)
         except BlockingIOError:
             pass
 
@@ -347,7 +370,7 @@ async def _http_exchanges(sock: socket.socket, context: _Context) -> int:
         try:
             requests = parser.feed(data)
         except ProtocolError:
-            await _send_all(sock, BAD_REQUEST)
+            await _send_all(sock, BAD_REQUEST, context.refusal_flags)
             stats.bad_requests += 1
             return _REFUSED
         if not requests:
@@ -366,7 +389,8 @@ async def _http_exchanges(sock: socket.socket, context: _Context) -> int:
             for index in range(count):
                 await _before_response(context)
                 last = ending and index == count - 1
-                await _send_all(sock, _response_for(context, requests[index], last))
+                flags = context.ending_flags if last else 0
+                await _send_all(sock, _response_for(context, requests[index], last), flags)
                 stats.requests += 1
         elif count == 1 and not ending and requests[0].version == 11:
             await _send_all(sock, context.ok)
@@ -378,11 +402,16 @@ async def _http_exchanges(sock: socket.socket, context: _Context) -> int:
                     _response_for(context, requests[index], ending and index == count - 1)
                     for index in range(count)
                 ),
+                context.ending_flags if ending else 0,
             )
             stats.requests += count
         answered += count
         if ending:
             return _EXCHANGE_ENDED
+        if parser.error is not None:  # garbage after the requests just answered
+            await _send_all(sock, BAD_REQUEST, context.refusal_flags)
+            stats.bad_requests += 1
+            return _REFUSED
         # A client that waits for each response has sent nothing yet: wait
         # first instead of paying for a recv() that fails with EAGAIN. This
         # is also the yield point that keeps a pipelining client from
@@ -453,10 +482,11 @@ async def _echo_exchanges(sock: socket.socket, context: _Context) -> int:
             if context.slow:
                 for index in range(count):
                     await _before_response(context)
-                    await _send_all(sock, reply[index * size : (index + 1) * size])
+                    flags = context.ending_flags if ending and index == count - 1 else 0
+                    await _send_all(sock, reply[index * size : (index + 1) * size], flags)
                     stats.requests += 1
             else:
-                await _send_all(sock, reply)
+                await _send_all(sock, reply, context.ending_flags if ending else 0)
                 stats.requests += count
             answered += count
         if ending:
@@ -508,6 +538,7 @@ def _serve_workers(config: ServerConfig, ready) -> ServerStats:
     stats = ServerStats(host=config.host, port=port, workers=config.workers)
     started_at = time.monotonic()
     wake_read, wake_write = os.pipe()
+    dead: list[str] = []
     previous = _install_stop_handlers(wake_write)
     spawn = multiprocessing.get_context("spawn")
     workers = []
@@ -528,7 +559,7 @@ def _serve_workers(config: ServerConfig, ready) -> ServerStats:
         if ready is not None:
             ready(config.host, port)
         deadline = None if config.max_seconds is None else started_at + config.max_seconds
-        _wait_for_stop(workers, wake_read, deadline)
+        dead = _wait_for_stop(workers, wake_read, deadline)
     finally:
         placeholder.close()
         for worker_stats in _stop_workers(workers):
@@ -537,6 +568,8 @@ def _serve_workers(config: ServerConfig, ready) -> ServerStats:
         os.close(wake_read)
         os.close(wake_write)
     _print_served(stats)
+    if dead:
+        raise RuntimeError(f"server worker died while serving: {', '.join(dead)}")
     return stats
 
 
@@ -568,13 +601,18 @@ def _wait_workers_ready(workers) -> None:
             raise RuntimeError(f"server worker pid={process.pid} failed: {message[1]}")
 
 
-def _wait_for_stop(workers, wake_read: int, deadline: float | None) -> None:
-    """Return on a stop signal, at the deadline, or when a worker dies."""
-    watched = [wake_read] + [process.sentinel for process, _ in workers]
+def _wait_for_stop(workers, wake_read: int, deadline: float | None) -> list[str]:
+    """Wait for a stop signal, the deadline, or a worker's death; describe dead workers."""
+    by_sentinel = {process.sentinel: process for process, _ in workers}
     while True:
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-        if multiprocessing.connection.wait(watched, timeout) or timeout == 0.0:
-            return
+        ready = multiprocessing.connection.wait([wake_read, *by_sentinel], timeout)
+        if ready or timeout == 0.0:
+            break
+    dead = [by_sentinel[item] for item in ready if item in by_sentinel]
+    for process in dead:
+        process.join(WORKER_STOP_TIMEOUT)  # its sentinel closes a moment before it is reaped
+    return [f"pid={process.pid} exit code {process.exitcode}" for process in dead]
 
 
 def _stop_workers(workers) -> list[ServerStats]:

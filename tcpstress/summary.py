@@ -68,38 +68,15 @@ def format_summary(result: RunResult) -> str:
     return "\n".join(lines)
 
 
-KEY_COUNTERS = ("TcpExtListenOverflows", "TcpExtTCPReqQFullDrop", "TcpExtSyncookiesSent", "TcpExtTCPTimeWaitOverflow",
-                "TcpExtTWRecycled", "TcpAttemptFails", "TcpEstabResets", "TcpOutRsts")
+def format_comparison(runs) -> str:
+    """A side-by-side text table of variants, from the reporter's comparison rows."""
+    from tcpstress.report.diagnose import comparison_rows, comparison_table
 
-
-def _peak(summary: dict, state: str) -> int:
-    return max([per.get(state, {}).get("peak", 0) for per in summary.get("states", {}).values()] + [0])
-
-
-def format_comparison(runs: list[RunResult]) -> str:
-    """A side-by-side table of variants (one row each)."""
-    header = ["variant", "req/s", "conn/s", "errors", "p50 ms", "p99 ms", "TIME_WAIT", "SYN_RECV", "CLOSE_WAIT"]
-    rows = []
-    counters_seen: list[str] = []
-    for r in runs:
-        s = r.summary
-        lat = s.get("latency_us", {}).get("total", {})
-        errs = ", ".join(f"{k} {v:,}" for k, v in list(s.get("errors", {}).items())[:2]) or "0"
-        row = [r.data.get("variant") or r.data.get("name", "run"), f"{s.get('requests_per_s', 0):,.0f}",
-               f"{s.get('connections_per_s', 0):,.0f}", errs, _ms(lat.get("p50", 0)), _ms(lat.get("p99", 0)),
-               f"{_peak(s, 'TIME_WAIT'):,}", f"{_peak(s, 'SYN_RECV'):,}", f"{_peak(s, 'CLOSE_WAIT'):,}"]
-        rows.append((row, s))
-        for per in s.get("counters", {}).values():
-            for name in KEY_COUNTERS:
-                if per.get(name) and name not in counters_seen:
-                    counters_seen.append(name)
-    header += [c.replace("TcpExt", "").replace("Tcp", "") for c in counters_seen]
-    table = []
-    for row, s in rows:
-        for name in counters_seen:
-            row.append(f"{sum(per.get(name, 0) for per in s.get('counters', {}).values()):,}")
-        table.append(row)
+    header, table = comparison_table(comparison_rows(runs))
     widths = [max(len(str(x)) for x in col) for col in zip(header, *table)]
-    fmt = lambda cells: "  ".join(str(c).ljust(w) if i in (0, 3) else str(c).rjust(w)
-                                  for i, (c, w) in enumerate(zip(cells, widths)))
+
+    def fmt(cells):
+        return "  ".join(str(c).ljust(w) if i in (0, 3) else str(c).rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths)))
+
     return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in table])

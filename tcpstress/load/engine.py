@@ -44,8 +44,10 @@ IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 LINGER_RESET = struct.pack("ii", 1, 0)
 RECV_SIZE = 65536
 # An open-model operation that starts more than this after its intended time
-# counts as a late start.
-LATE_THRESHOLD_S = 0.001
+# counts as a late start. 1 ms marked 15-20% of starts late on this shared
+# 2-core machine even in runs that held their rate exactly; 10 ms is well
+# above scheduling jitter and still far below any latency worth reporting.
+LATE_THRESHOLD_S = 0.010
 # After a failed attempt a closed-model slot pauses this long before trying
 # again: failures such as EADDRNOTAVAIL or ECONNREFUSED return at once, and
 # without a pause failing slots would spin and starve the slots that work.

@@ -296,9 +296,7 @@ class _Http1Parser:
                 self._message.body_bytes += end - pos
                 pos = end
                 if self._message.body_bytes > self.max_body_bytes:
-                    raise ProtocolError(
-                        "body too large", f"body over {self.max_body_bytes} bytes"
-                    )
+                    raise ProtocolError("body too large", f"body over {self.max_body_bytes} bytes")
             elif state == _CHUNK_DATA:
                 take = end - pos
                 if take < self._remaining:
@@ -367,9 +365,7 @@ class _Http1Parser:
         size = int(size_text, 16)
         message = self._message
         if message.body_bytes + size > self.max_body_bytes:
-            raise ProtocolError(
-                "body too large", f"chunked body over {self.max_body_bytes} bytes"
-            )
+            raise ProtocolError("body too large", f"chunked body over {self.max_body_bytes} bytes")
         if size == 0:
             self._state = _TRAILER
         else:

@@ -194,30 +194,40 @@ class _ProcessTracker:
         named = self._registry() if callable(self._registry) else self._registry
         return {role: sorted({int(pid) for pid in pids}) for role, pids in dict(named).items()}
 
+    def _measure_one(self, pid: int) -> dict[str, Any] | None:
+        """cpu %, rss, fds and whether the cpu figure is real; None if gone."""
+        process = self._processes.get(pid)
+        new = process is None
+        try:
+            if process is None:
+                process = self._processes[pid] = psutil.Process(pid)
+            with process.oneshot():
+                # psutil's first cpu_percent() of a process has no earlier
+                # reading and says 0.0: such a figure is marked incomplete.
+                cpu = process.cpu_percent(None)
+                rss = process.memory_info().rss
+            return {"cpu": cpu, "complete": not new, "rss": rss, "fds": _fd_count(pid, process)}
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            self._processes.pop(pid, None)
+            return None
+
     def measure(self) -> dict[str, dict[str, Any]]:
-        figures: dict[str, dict[str, Any]] = {}
-        seen: set[int] = set()
-        for role, pids in self._roles().items():
-            cpu, rss, fds, alive, complete = 0.0, 0, 0, [], True
-            for pid in pids:
-                seen.add(pid)
-                process = self._processes.get(pid)
-                try:
-                    if process is None:
-                        # psutil's first cpu_percent() has no earlier reading
-                        # and says 0.0: the role's CPU sum is incomplete now.
-                        process = self._processes[pid] = psutil.Process(pid)
-                        complete = False
-                    with process.oneshot():
-                        cpu += process.cpu_percent(None)
-                        rss += process.memory_info().rss
-                    fds += _fd_count(pid, process)
-                    alive.append(pid)
-                except (psutil.NoSuchProcess, psutil.AccessDenied):
-                    self._processes.pop(pid, None)
-            figures[role] = {"pids": alive, "cpu_percent": cpu, "cpu_complete": complete, "rss_bytes": rss, "fds": fds}
-        for gone in set(self._processes) - seen:
+        roles = self._roles()
+        # Each PID once per tick, even if named by two roles: a second
+        # cpu_percent() right after the first would measure nothing.
+        by_pid = {pid: self._measure_one(pid) for pid in sorted({p for pids in roles.values() for p in pids})}
+        for gone in set(self._processes) - set(by_pid):
             del self._processes[gone]
+        figures: dict[str, dict[str, Any]] = {}
+        for role, pids in roles.items():
+            alive = [pid for pid in pids if by_pid[pid] is not None]
+            figures[role] = {
+                "pids": alive,
+                "cpu_percent": sum(by_pid[pid]["cpu"] for pid in alive),
+                "cpu_complete": all(by_pid[pid]["complete"] for pid in alive),
+                "rss_bytes": sum(by_pid[pid]["rss"] for pid in alive),
+                "fds": sum(by_pid[pid]["fds"] for pid in alive),
+            }
         return figures
 
 

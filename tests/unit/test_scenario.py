@@ -113,7 +113,10 @@ def test_variants_apply_overrides():
 
 
 def test_to_dict_round_trip():
-    s = build({**BASE, "connection": {"source_addresses": "127.0.0.2-3"}, "variants": {"v": {"client": {"tcp_tw_reuse": 1}}}})
+    s = build({**BASE, "connection": {"source_addresses": "127.0.0.2-3"}, "variants": {"v": {"client_sysctls": {"tcp_tw_reuse": 1}, "server_sysctls": {"tcp_syncookies": 0},
+                                       "server": {"close": "never"}}}})
+    assert s.variants[0].server == {"tcp_syncookies": 0}
+    assert s.with_variant(s.variants[0]).server.close == "never"
     from tcpstress.scenario import Scenario
     again = Scenario.from_dict(s.to_dict())
     assert again.to_dict() == s.to_dict()

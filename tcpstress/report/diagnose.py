@@ -1,0 +1,1179 @@
+"""Findings: rules over a saved run that say what went wrong and which knob matters.
+
+Pure (no trio, click or matplotlib) so the CLI can print findings right after
+a run and tests can feed it fixture folders. Everything here is computed from
+the files of a run folder (see tcpstress/results.py for the layout):
+
+    runs = [load_run(folder) for folder in folders]
+    for line in format_findings(diagnose(runs)):
+        print(line)
+
+Each rule looks at one run (and, for comparisons, at the other variants),
+returns zero or more Finding objects whose text cites the numbers it saw,
+and names the kernel knobs that change the outcome. The kernel facts behind
+the wording are in the project's FACTS.md; where the seed article disagrees,
+FACTS.md wins (e.g. tcp_fin_timeout does not touch TIME_WAIT or CLOSE_WAIT).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from hdrh.histogram import HdrHistogram
+
+from tcpstress import knowledge
+from tcpstress.results import (
+    PROCESSES_FILE,
+    SAMPLES_FILE,
+    ResultError,
+    RunResult,
+    load_result,
+    merge_error_counts,
+    new_histogram,
+    percentiles,
+    read_hlog,
+)
+
+STATES = (
+    "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT",
+    "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING",
+)
+
+# Columns of samples.csv that are levels, not per-interval deltas: summing them is meaningless.
+GAUGE_COLUMNS = frozenset(STATES) | {
+    "sockstat_inuse", "sockstat_orphan", "sockstat_tw", "sockstat_alloc", "sockstat_mem", "TcpCurrEstab",
+}
+
+# Counters worth a column in the comparison table, in the order a reader meets the failures.
+KEY_COUNTERS = (
+    "TcpExtListenOverflows", "TcpExtListenDrops", "TcpExtTCPReqQFullDrop", "TcpExtSyncookiesSent",
+    "TcpExtTCPTimeWaitOverflow", "TcpExtTWRecycled", "TcpAttemptFails", "TcpEstabResets",
+    "TcpRetransSegs", "TcpOutRsts",
+)
+
+HLOG_FILES = {
+    "total": "latency-total.hlog",
+    "connect": "latency-connect.hlog",
+    "ttfb": "latency-ttfb.hlog",
+    "corrected": "latency-corrected.hlog",
+}
+
+COMPARISON_FILE = "comparison.json"
+COMPARISON_FORMAT = "tcpstress-comparison/1"
+
+SEVERITIES = ("critical", "warning", "info")
+
+# TCP_TIMEWAIT_LEN: fixed in mainline Linux, no sysctl changes it.
+TIME_WAIT_SECONDS = 60
+
+LISTEN_BACKLOG_TEXT = (
+    "The backlog the server passes to listen(); the kernel caps it at net.core.somaxconn. "
+    "It sizes the accept queue and also caps the SYN queue."
+)
+
+
+def knob_text(knob: str) -> str:
+    """What a knob does, in plain English, from the knowledge table ("" when it is not a sysctl)."""
+    if knob == "listen backlog":
+        return LISTEN_BACKLOG_TEXT
+    try:
+        return knowledge.knob(knob).effect
+    except knowledge.UnknownName:
+        return ""
+
+
+# --- loading -----------------------------------------------------------------
+
+
+@dataclass
+class RunData:
+    """One run folder, loaded: result.json, the sampler's rows and the latency logs."""
+
+    result: RunResult
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    processes: list[dict[str, Any]] = field(default_factory=list)
+    hlogs: dict[str, list[tuple[float, float, HdrHistogram]]] = field(default_factory=dict)
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            self.label = self.result.name
+        self._merged: dict[str, HdrHistogram] = {}
+
+    # -- identity
+
+    @property
+    def folder(self) -> Path | None:
+        return self.result.folder
+
+    @property
+    def scenario(self) -> dict[str, Any]:
+        s = self.result.data.get("scenario")
+        return s if isinstance(s, dict) else {}
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return self.result.summary
+
+    # -- namespaces: "host" when there is no lab, else "client" / "server"
+
+    @property
+    def namespaces(self) -> list[str]:
+        seen: list[str] = []
+        for row in self.samples:
+            if row["ns"] not in seen:
+                seen.append(row["ns"])
+        for ns in self.summary.get("states", {}) or {}:
+            if ns not in seen:
+                seen.append(ns)
+        return seen
+
+    def side_ns(self, side: str) -> str:
+        """The namespace that holds the client's (or server's) sockets."""
+        return side if side in self.namespaces else "host"
+
+    # -- sampler series
+
+    def series(self, column: str, ns: str) -> tuple[list[float], list[float]]:
+        ts, vs = [], []
+        for row in self.samples:
+            if row["ns"] == ns and row.get(column) is not None:
+                ts.append(row["t"])
+                vs.append(row[column])
+        return ts, vs
+
+    def peak(self, state: str, ns: str) -> int:
+        _, vs = self.series(state, ns)
+        if vs:
+            return int(max(vs))
+        entry = (self.summary.get("states", {}) or {}).get(ns, {}).get(state, {})
+        return int(entry.get("peak", 0) or 0) if isinstance(entry, dict) else 0
+
+    def final(self, state: str, ns: str) -> int:
+        _, vs = self.series(state, ns)
+        if vs:
+            return int(vs[-1])
+        entry = (self.summary.get("states", {}) or {}).get(ns, {}).get(state, {})
+        return int(entry.get("final", 0) or 0) if isinstance(entry, dict) else 0
+
+    def counter(self, name: str, ns: str | None = None) -> int:
+        """A kernel counter's rise over the run (a gauge's last value), in one namespace or summed over all."""
+        spaces = [ns] if ns is not None else self.namespaces
+        total = 0
+        summary_counters = self.summary.get("counters", {}) or {}
+        for space in spaces:
+            from_summary = (summary_counters.get(space) or {}).get(name)
+            if from_summary is not None:
+                total += int(from_summary)
+            elif name in GAUGE_COLUMNS:
+                values = self.series(name, space)[1]
+                total += int(values[-1]) if values else 0  # a level: its last reading, not a sum
+            else:
+                total += int(sum(self.series(name, space)[1]))
+        return total
+
+    # -- sysctls as read back from the kernel
+
+    def sysctl(self, knob: str, side: str) -> str | None:
+        sysctls = self.result.data.get("sysctls") or {}
+        for space in (side, "host", *sysctls.keys()):
+            value = (sysctls.get(space) or {}).get(knob)
+            if value is not None:
+                return str(value)
+        return None
+
+    # -- load
+
+    @property
+    def errors(self) -> dict[str, int]:
+        errs = self.summary.get("errors")
+        if isinstance(errs, dict):
+            return {str(k): int(v) for k, v in errs.items()}
+        return merge_error_counts(iv.get("errors", {}) for iv in self.result.intervals)
+
+    def error_count(self, match: Callable[[str], bool]) -> int:
+        return sum(n for name, n in self.errors.items() if match(name))
+
+    def first_error_t(self, match: Callable[[str], bool]) -> float | None:
+        for iv in self.result.intervals:
+            if any(n > 0 and match(name) for name, n in (iv.get("errors") or {}).items()):
+                return float(iv.get("t", 0.0))
+        return None
+
+    @property
+    def requests(self) -> int:
+        return int(self.summary.get("requests", 0) or 0)
+
+    @property
+    def error_total(self) -> int:
+        total = self.summary.get("error_total")
+        return int(total) if total is not None else sum(self.errors.values())
+
+    @property
+    def error_pct(self) -> float:
+        """Failed attempts as a share of all attempts (completed requests + errors)."""
+        attempts = self.requests + self.error_total
+        return 100.0 * self.error_total / attempts if attempts else 0.0
+
+    # -- latency
+
+    def merged(self, metric: str) -> HdrHistogram | None:
+        if metric not in self.hlogs:
+            return None
+        if metric not in self._merged:
+            total = new_histogram()
+            for _, _, h in self.hlogs[metric]:
+                total.add(h)
+            self._merged[metric] = total
+        return self._merged[metric]
+
+    def latency_us(self, metric: str = "total") -> dict[str, float] | None:
+        hist = self.merged(metric)
+        if hist is not None and hist.get_total_count() > 0:
+            return percentiles(hist)
+        pct = (self.summary.get("latency_us") or {}).get(metric)
+        return pct if isinstance(pct, dict) and pct.get("count") else None
+
+    # -- processes
+
+    def cpu(self, role: str) -> tuple[list[float], list[float]]:
+        ts, vs = [], []
+        for row in self.processes:
+            if row["role"] == role and row.get("cpu_percent") is not None:
+                ts.append(row["t"])
+                vs.append(row["cpu_percent"])
+        return ts, vs
+
+    def cores(self, role: str) -> int:
+        """How many cores a role could use at most: its processes, capped by the machine.
+
+        Each generator worker is one single-threaded trio loop, so a worker
+        saturates at 100% (one core) whatever the machine has.
+        """
+        n = 0
+        if role == "generator":
+            load = self.scenario.get("load") if isinstance(self.scenario.get("load"), dict) else {}
+            workers = self.summary.get("workers")
+            if isinstance(load.get("workers"), int):
+                n = load["workers"]
+            elif isinstance(workers, list):
+                n = len(workers)
+        if not n:
+            for row in self.processes:
+                if row["role"] == role:
+                    n = max(n, len(re.findall(r"\d+", str(row.get("pids") or ""))))
+        cpu_count = self.result.data.get("cpu_count")
+        if isinstance(cpu_count, int) and cpu_count > 0 and n:
+            n = min(n, cpu_count)
+        return max(n, 1)
+
+
+def _number(text: str, where: str) -> float | int | None:
+    if text == "":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        raise ResultError(f"{where}: {text!r} is not a number: truncated or hand-edited?") from None
+    if math.isnan(value) or math.isinf(value):
+        raise ResultError(f"{where}: {text!r} is not a finite number")
+    return value
+
+
+def _read_csv(path: Path, required: tuple[str, ...], text_columns: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Rows of a sampler CSV, every field checked: a truncated line is an error, not a guess."""
+    if not path.is_file():
+        return []
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ResultError(f"{path}: cannot read: {e.strerror}") from None
+    if text and not text.endswith("\n"):
+        raise ResultError(f"{path}: last line is cut off: truncated?")
+    reader = csv.reader(text.splitlines())
+    header = next(reader, None)
+    if header is None:
+        return []
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise ResultError(f"{path}: header lacks {', '.join(missing)}: not a tcpstress {path.name}")
+    rows = []
+    for lineno, fields in enumerate(reader, 2):
+        if not fields:
+            continue
+        if len(fields) != len(header):
+            raise ResultError(
+                f"{path}:{lineno}: {len(fields)} fields where the header has {len(header)}: truncated or hand-edited?"
+            )
+        row: dict[str, Any] = {}
+        for name, value in zip(header, fields):
+            if name in text_columns:
+                row[name] = value
+            else:
+                row[name] = _number(value, f"{path}:{lineno}: column {name}")
+        if row.get("t") is None:
+            raise ResultError(f"{path}:{lineno}: empty t")
+        rows.append(row)
+    return rows
+
+
+def _check_intervals(result: RunResult) -> None:
+    path = result.folder / "result.json" if result.folder else "result.json"
+    for i, iv in enumerate(result.intervals):
+        if not isinstance(iv, dict) or not isinstance(iv.get("t"), (int, float)):
+            raise ResultError(f"{path}: intervals[{i}] has no numeric t: hand-edited?")
+        if not isinstance(iv.get("errors", {}), dict):
+            raise ResultError(f"{path}: intervals[{i}].errors must be an object of name: count")
+
+
+def load_run(folder: Path, label: str | None = None) -> RunData:
+    """Load one run folder; raises ResultError (one line) on anything unreadable."""
+    folder = Path(folder)
+    result = load_result(folder)
+    _check_intervals(result)
+    samples = _read_csv(folder / SAMPLES_FILE, ("t", "ns"), ("ns",))
+    processes = _read_csv(folder / PROCESSES_FILE, ("t", "role", "cpu_percent"), ("role", "pids"))
+    hlogs = {}
+    for metric, name in HLOG_FILES.items():
+        if (folder / name).is_file():
+            hlogs[metric] = read_hlog(folder / name)
+    return RunData(result=result, samples=samples, processes=processes, hlogs=hlogs, label=label or "")
+
+
+def as_run_data(run: RunData | RunResult) -> RunData:
+    """Accept a bare RunResult (e.g. straight after a run) as RunData without samples."""
+    if isinstance(run, RunData):
+        return run
+    if run.folder is not None and (Path(run.folder) / "result.json").is_file():
+        return load_run(run.folder)
+    return RunData(result=run)
+
+
+# --- small helpers for rules ------------------------------------------------
+
+
+@dataclass
+class Finding:
+    """One diagnosis: what happened, the numbers that show it, the knobs that matter."""
+
+    severity: str  # "critical" | "warning" | "info"
+    title: str
+    text: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    knobs: list[str] = field(default_factory=list)
+    variant: str | None = None
+    rule: str = ""
+    advice: str = ""  # what to do about it, kept apart from what was seen
+
+
+def _is(*names: str) -> Callable[[str], bool]:
+    wanted = {n.upper() for n in names}
+    return lambda name: name.upper() in wanted
+
+
+def _is_timeout(name: str) -> bool:
+    upper = name.upper()
+    return "TIMEDOUT" in upper or "TIMEOUT" in upper
+
+
+def _fmt(n: float) -> str:
+    """A count or rate as a reader wants it: 12,345 / 3.2 / 0.05."""
+    if isinstance(n, int) or float(n).is_integer():
+        return f"{int(n):,}"
+    if abs(n) >= 100:
+        return f"{n:,.0f}"
+    if abs(n) >= 1:
+        return f"{n:.1f}"
+    return f"{n:.2g}"
+
+
+def _ms(us: float) -> str:
+    ms = us / 1000.0
+    if ms >= 100:
+        return f"{ms:,.0f} ms"
+    if ms >= 1:
+        return f"{ms:.1f} ms"
+    return f"{ms:.2f} ms"
+
+
+def _t(seconds: float) -> str:
+    return f"t={seconds:g} s"
+
+
+def port_range(value: str | None) -> tuple[int, int] | None:
+    """'40000\\t40999' as read back from /proc/sys -> (40000, 40999)."""
+    if not value:
+        return None
+    parts = value.split()
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        return None
+    low, high = int(parts[0]), int(parts[1])
+    return (low, high) if high >= low else None
+
+
+def scenario_get(run: "RunData", dotted: str) -> Any:
+    """A field of the resolved scenario by its dotted name ("server.backlog"), or None."""
+    node: Any = run.scenario
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def source_address_count(run: RunData) -> int:
+    value = scenario_get(run, "connection.source_addresses")
+    if isinstance(value, (list, tuple)):
+        return max(len(value), 1)
+    return 1
+
+
+def port_limit(run: RunData) -> tuple[int, str] | None:
+    """Ephemeral ports the client can hold towards one target, and how it was computed."""
+    rng = port_range(run.sysctl("net.ipv4.ip_local_port_range", "client"))
+    if rng is None:
+        return None
+    size = rng[1] - rng[0] + 1
+    sources = source_address_count(run)
+    how = f"{rng[0]}–{rng[1]}, {size:,} ports"
+    if sources > 1:
+        how += f" × {sources} source addresses"
+    return size * sources, how
+
+
+def listen_backlog(run: RunData) -> int | None:
+    """The backlog passed to listen(): known only for the built-in server."""
+    if scenario_get(run, "server.builtin") is not True:
+        return None
+    backlog = scenario_get(run, "server.backlog")
+    return backlog if isinstance(backlog, int) and backlog > 0 else None
+
+
+def accept_queue_limit(run: RunData) -> tuple[int | None, int | None, int | None]:
+    """(listen backlog, somaxconn, effective accept queue = min of the known ones)."""
+    backlog = listen_backlog(run)
+    soma = run.sysctl("net.core.somaxconn", "server")
+    somaxconn = int(soma) if soma and soma.strip().isdigit() else None
+    known = [v for v in (backlog, somaxconn) if v is not None]
+    return backlog, somaxconn, (min(known) if known else None)
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+    else:
+        out[prefix[:-1]] = tree
+    return out
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return f"{len(value)} items" if value else "none"
+    text = str(value).replace("\t", "–")
+    return text if len(text) <= 30 else text[:27] + "..."
+
+
+def variant_differences(run: RunData, other: RunData, limit: int = 3) -> list[str]:
+    """How `other` differs from `run`: read-back knobs first, then scenario fields."""
+    diffs = []
+    mine = run.result.data.get("sysctls") or {}
+    theirs = other.result.data.get("sysctls") or {}
+    for side in sorted(set(mine) | set(theirs)):
+        a, b = mine.get(side) or {}, theirs.get(side) or {}
+        for knob in sorted(set(a) | set(b)):
+            if a.get(knob) != b.get(knob) and b.get(knob) is not None:
+                diffs.append(f"{knob}={_short(b[knob])}")
+    flat_a, flat_b = _flatten(run.scenario), _flatten(other.scenario)
+    for key in sorted(set(flat_a) | set(flat_b)):
+        if "variant" in key or key.endswith("name") or key.endswith("description"):
+            continue
+        if flat_a.get(key) != flat_b.get(key) and key in flat_b:
+            diffs.append(f"{key.rsplit('.', 1)[-1]}={_short(flat_b[key])}")
+    seen: list[str] = []
+    for d in diffs:
+        if d not in seen:
+            seen.append(d)
+    return seen[:limit]
+
+
+def _describe_variant(run: RunData, other: RunData) -> str:
+    diffs = variant_differences(run, other)
+    return f"{other.label} ({', '.join(diffs)})" if diffs else other.label
+
+
+def _join(items: list[str]) -> str:
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _duration(run: RunData) -> float:
+    d = run.summary.get("duration_s")
+    if isinstance(d, (int, float)) and d > 0:
+        return float(d)
+    return float(sum(iv.get("duration", 1.0) for iv in run.result.intervals)) or 1.0
+
+
+def _median(values: list[float]) -> float:
+    s = sorted(values)
+    if not s:
+        return 0.0
+    mid = len(s) // 2
+    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
+
+
+def _measured(ts: list[float], vs: list[float], duration: float) -> list[float]:
+    """Values from the measured phase: warm-up and wind-down samples do not count."""
+    picked = [v for t, v in zip(ts, vs) if 0 <= t <= duration]
+    return picked or vs
+
+
+# --- rules ---------------------------------------------------------------------
+
+Rule = Callable[[RunData, list[RunData]], list[Finding]]
+
+
+def _tw_reuse_delay_s(run: RunData) -> float:
+    """tcp_tw_reuse_delay in seconds (1 s where the kernel has no such knob)."""
+    value = run.sysctl("net.ipv4.tcp_tw_reuse_delay", "client")
+    return int(value) / 1000.0 if value and value.strip().isdigit() and int(value) > 0 else 1.0
+
+
+def _is_loopback(run: RunData) -> bool:
+    target = run.result.data.get("target")
+    host = (target.get("host") if isinstance(target, dict) else None) or scenario_get(run, "target.host") or ""
+    return host.startswith("127.") or host in ("::1", "localhost")
+
+
+def rule_port_exhaustion(run: RunData, runs: list[RunData]) -> list[Finding]:
+    is_addr = _is("EADDRNOTAVAIL")
+    failures = run.error_count(is_addr)
+    if failures == 0:
+        return []
+    client = run.side_ns("client")
+    first = run.first_error_t(is_addr)
+    tw_peak = run.peak("TIME_WAIT", client)
+    est_peak = run.peak("ESTABLISHED", client)
+    limit = port_limit(run)
+    tw_reuse = run.sysctl("net.ipv4.tcp_tw_reuse", "client")
+    evidence: dict[str, Any] = {
+        "EADDRNOTAVAIL": failures, "first_error_t_s": first,
+        "time_wait_peak": tw_peak, "established_peak": est_peak, "namespace": client,
+    }
+    text = f"connect() failed with EADDRNOTAVAIL {failures:,} times"
+    if first is not None:
+        text += f", from {_t(first)}"
+    text += ": the client ran out of ephemeral ports. "
+    holder = "TIME_WAIT" if tw_peak >= est_peak else "ESTABLISHED"
+    held = max(tw_peak, est_peak)
+    if limit:
+        ports, how = limit
+        evidence.update({"ports": ports, "port_range": how})
+        share = held / ports if ports else 0
+        text += f"{holder} on the client peaked at {held:,}"
+        text += f" ≈ the whole ip_local_port_range ({how})" if share >= 0.8 else f" of {ports:,} ports ({how})"
+        text += ". "
+    else:
+        text += f"{holder} on the client peaked at {held:,}. "
+    reuse_delay_s = _tw_reuse_delay_s(run)
+    reusing = tw_reuse == "1" or (tw_reuse == "2" and _is_loopback(run))
+    if tw_reuse is not None:
+        evidence["tcp_tw_reuse"] = tw_reuse
+    if holder != "TIME_WAIT":
+        text += "The ports are held by open connections: more concurrent connections than ports. "
+    elif reusing:
+        text += (
+            f"tcp_tw_reuse={tw_reuse}{' (on loopback)' if tw_reuse == '2' else ''} lets a new connect() take a "
+            f"TIME_WAIT port only once it is older than {reuse_delay_s:g} s, so the range must cover "
+            f"{reuse_delay_s:g} s of new connections"
+            + (f": about {limit[0] / reuse_delay_s:,.0f} per second per destination" if limit else "")
+            + "; a faster burst still fails. "
+        )
+    else:
+        text += (
+            f"The side that closes first keeps each port in TIME_WAIT for {TIME_WAIT_SECONDS} s "
+            "(TCP_TIMEWAIT_LEN, not a sysctl)"
+            + (f", so sustained churn tops out near {limit[0] / TIME_WAIT_SECONDS:,.0f} new connections/s "
+               "per destination" if limit else "")
+            + (f"; tcp_tw_reuse is {tw_reuse} here" if tw_reuse is not None else "")
+            + ". "
+        )
+    clean = [o for o in runs if o is not run and o.requests > 0 and o.error_count(is_addr) == 0]
+    if clean:
+        evidence["variants_without"] = [o.label for o in clean]
+        described = [_describe_variant(run, o) for o in clean]
+        text += f"No EADDRNOTAVAIL in {_join(described)}."
+    if reusing or holder != "TIME_WAIT":
+        advice = "A wider ip_local_port_range, more source addresses, or keep-alive connections."
+    else:
+        advice = (
+            "tcp_tw_reuse=1 (takes a TIME_WAIT port older than 1 s; needs TCP timestamps; the default 2 "
+            "applies to loopback only, so it does not help over veth or a real network), a wider "
+            "ip_local_port_range, more source addresses, keep-alive connections, or let the server close first."
+        )
+    severity = "critical" if run.error_pct >= 1 else "warning"
+    return [Finding(
+        severity, "Ephemeral ports exhausted (EADDRNOTAVAIL)", text.strip(), evidence,
+        ["net.ipv4.ip_local_port_range", "net.ipv4.tcp_tw_reuse"], run.label, "port_exhaustion", advice,
+    )]
+
+
+def rule_accept_queue_overflow(run: RunData, runs: list[RunData]) -> list[Finding]:
+    server = run.side_ns("server")
+    overflows = run.counter("TcpExtListenOverflows", server)
+    drops = run.counter("TcpExtListenDrops", server)
+    if overflows == 0 and drops == 0:
+        return []
+    backlog, somaxconn, limit = accept_queue_limit(run)
+    abort = run.sysctl("net.ipv4.tcp_abort_on_overflow", "server")
+    evidence = {
+        "TcpExtListenOverflows": overflows, "TcpExtListenDrops": drops,
+        "listen_backlog": backlog, "somaxconn": somaxconn, "accept_queue": limit,
+        "tcp_abort_on_overflow": abort,
+    }
+    queue = (
+        f"min(listen backlog {backlog if backlog is not None else '?'}, "
+        f"somaxconn {somaxconn if somaxconn is not None else '?'})"
+        + (f" = {limit:,}" if limit is not None else "")
+    )
+    text = (
+        f"TcpExtListenOverflows rose by {overflows:,} and TcpExtListenDrops by {drops:,}: the accept queue, "
+        f"{queue}, was full because the server did not call accept() fast enough. "
+    )
+    if abort == "1":
+        text += "With tcp_abort_on_overflow=1 the kernel answered with RST, so clients saw ECONNRESET. "
+    else:
+        text += (
+            "With tcp_abort_on_overflow=0 the kernel ignored the client's final ACK; the client thinks it is "
+            "connected and its first data is retransmitted, which shows up as latency of 1 s or more, or timeouts. "
+        )
+    lat = run.latency_us("total")
+    if lat:
+        evidence["p99_us"] = lat["p99"]
+        text += f"p99 latency was {_ms(lat['p99'])}."
+    advice = ("Make the server accept faster (more workers). A bigger backlog and somaxconn only absorb "
+              "bursts; under sustained overload they add queueing delay.")
+    return [Finding(
+        "critical", "Accept queue overflow", text.strip(), evidence,
+        ["net.core.somaxconn", "listen backlog", "net.ipv4.tcp_abort_on_overflow"], run.label, "accept_queue", advice,
+    )]
+
+
+def rule_syn_queue(run: RunData, runs: list[RunData]) -> list[Finding]:
+    server = run.side_ns("server")
+    qfull_drop = run.counter("TcpExtTCPReqQFullDrop", server)
+    cookies = run.counter("TcpExtSyncookiesSent", server)
+    do_cookies = run.counter("TcpExtTCPReqQFullDoCookies", server)
+    if qfull_drop == 0 and cookies == 0 and do_cookies == 0:
+        return []
+    ts, vs = run.series("SYN_RECV", server)
+    peak = run.peak("SYN_RECV", server)
+    plateau_s = _plateau_seconds(ts, vs, peak)
+    syncookies = run.sysctl("net.ipv4.tcp_syncookies", "server")
+    max_syn_backlog = run.sysctl("net.ipv4.tcp_max_syn_backlog", "server")
+    backlog, somaxconn, limit = accept_queue_limit(run)
+    evidence = {
+        "syn_recv_peak": peak, "syn_recv_plateau_s": plateau_s,
+        "TcpExtTCPReqQFullDrop": qfull_drop, "TcpExtSyncookiesSent": cookies,
+        "TcpExtTCPReqQFullDoCookies": do_cookies, "tcp_syncookies": syncookies,
+        "tcp_max_syn_backlog": max_syn_backlog, "accept_queue": limit,
+    }
+    held = f"SYN_RECV on the server held at about {peak:,}"
+    if plateau_s:
+        held += f" for {plateau_s:g} s"
+    if limit is not None:
+        held += f" (the listen backlog caps the SYN queue too: min(backlog, somaxconn) = {limit:,})"
+    knobs = ["net.ipv4.tcp_syncookies", "net.ipv4.tcp_max_syn_backlog", "net.core.somaxconn",
+             "net.ipv4.tcp_synack_retries"]
+    if qfull_drop > 0:
+        text = (
+            f"{held} while TcpExtTCPReqQFullDrop rose by {qfull_drop:,}: the SYN queue was full and, with "
+            f"tcp_syncookies={syncookies if syncookies is not None else '?'}, new SYNs were dropped, so real clients "
+            "waited for SYN retransmits (1 s, then more) or timed out. Each half-open entry lives until "
+            "tcp_synack_retries is exhausted (5 → about 63 s)."
+        )
+        advice = ("tcp_syncookies=1 keeps the server answering when the queue is full; a bigger "
+                  "tcp_max_syn_backlog and listen backlog only help against bursts, not a flood.")
+        return [Finding("critical", "SYN queue full: SYNs dropped", text, evidence, knobs, run.label, "syn_queue",
+                        advice)]
+    counter, sent = ("TcpExtSyncookiesSent", cookies) if cookies else ("TcpExtTCPReqQFullDoCookies", do_cookies)
+    text = (
+        f"{held} while {counter} rose by {sent:,}: the SYN queue overflowed and, with "
+        f"tcp_syncookies={syncookies if syncookies is not None else '?'}, the kernel answered with SYN cookies "
+        "instead of dropping, so real clients still connected."
+    )
+    advice = ("Nothing urgent: cookies are doing their job. A SYN flood or a burst bigger than the queue is the "
+              "cause; raise the listen backlog and tcp_max_syn_backlog if the bursts are legitimate.")
+    return [Finding("warning", "SYN queue overflowed: SYN cookies sent", text, evidence, knobs, run.label, "syn_queue",
+                    advice)]
+
+
+def _plateau_seconds(ts: list[float], vs: list[float], peak: float) -> float:
+    """How long a level stayed within 10% of its peak (a queue held at its cap)."""
+    if peak <= 0 or len(ts) < 2:
+        return 0.0
+    step = _median([b - a for a, b in zip(ts, ts[1:])]) or 1.0
+    near = sum(1 for v in vs if v >= 0.9 * peak)
+    return round(near * step, 1) if near >= 2 else 0.0
+
+
+def rule_time_wait_overflow(run: RunData, runs: list[RunData]) -> list[Finding]:
+    findings = []
+    for ns in run.namespaces:
+        overflow = run.counter("TcpExtTCPTimeWaitOverflow", ns)
+        if overflow <= 0:
+            continue
+        side = "client" if ns == "client" else "server" if ns == "server" else "host"
+        buckets = run.sysctl("net.ipv4.tcp_max_tw_buckets", side)
+        peak = run.peak("TIME_WAIT", ns)
+        evidence = {"TcpExtTCPTimeWaitOverflow": overflow, "time_wait_peak": peak,
+                    "tcp_max_tw_buckets": buckets, "namespace": ns}
+        text = (
+            f"TcpExtTCPTimeWaitOverflow rose by {overflow:,} in the {ns} namespace: TIME_WAIT peaked at {peak:,}"
+            + (f" against tcp_max_tw_buckets={buckets}" if buckets else "")
+            + ", so further closing sockets skipped TIME_WAIT entirely and their ports lost the protection "
+            "against late duplicate segments."
+        )
+        findings.append(Finding("warning", "TIME_WAIT bucket limit reached", text, evidence,
+                                ["net.ipv4.tcp_max_tw_buckets"], run.label, "tw_overflow",
+                                "Raise tcp_max_tw_buckets, or cut connection churn with keep-alive."))
+    return findings
+
+
+def rule_close_wait_leak(run: RunData, runs: list[RunData]) -> list[Finding]:
+    server = run.side_ns("server")
+    ts, vs = run.series("CLOSE_WAIT", server)
+    if len(vs) < 4:
+        return []
+    peak, final = max(vs), vs[-1]
+    third = max(len(vs) // 3, 1)
+    early = sum(vs[:third]) / third
+    late = sum(vs[-third:]) / third
+    if peak < 10 or final < 0.8 * peak or late < 1.5 * early + 5:
+        return []
+    span = (ts[-1] - ts[0]) or 1.0
+    rate = (final - vs[0]) / span
+    where = "on the server" if server == "server" else "on this host"
+    evidence = {"close_wait_start": int(vs[0]), "close_wait_final": int(final), "close_wait_peak": int(peak),
+                "growth_per_s": round(rate, 1), "namespace": server}
+    text = (
+        f"CLOSE_WAIT {where} grew from {int(vs[0]):,} to {int(final):,} (about {_fmt(rate)}/s) and never drained: "
+        "the peer closed its side but the application never called close() on these sockets. "
+    )
+    fd_ts, _ = _fds(run, "target")
+    if fd_ts:
+        evidence["target_fds_start"], evidence["target_fds_final"] = fd_ts[0], fd_ts[-1]
+        text += f"The target's open file descriptors went from {fd_ts[0]:,} to {fd_ts[-1]:,}; it will hit its open-file limit."
+    advice = ("Fix the application: close the socket when the peer has closed (read returned 0). No sysctl helps: "
+              "tcp_fin_timeout governs the active closer's orphaned FIN_WAIT2, not CLOSE_WAIT.")
+    return [Finding("critical", "CLOSE_WAIT leak in the application", text.strip(), evidence, [], run.label,
+                    "close_wait", advice)]
+
+
+def _fds(run: RunData, role: str) -> tuple[list[int], list[float]]:
+    fds, ts = [], []
+    for row in run.processes:
+        if row["role"] == role and row.get("fds") is not None:
+            fds.append(int(row["fds"]))
+            ts.append(row["t"])
+    return fds, ts
+
+
+def rule_refused_or_reset(run: RunData, runs: list[RunData]) -> list[Finding]:
+    findings = []
+    refused = run.error_count(_is("ECONNREFUSED"))
+    if refused:
+        first = run.first_error_t(_is("ECONNREFUSED"))
+        attempt_fails = run.counter("TcpAttemptFails", run.side_ns("client"))
+        out_rsts = run.counter("TcpOutRsts", run.side_ns("server"))
+        evidence = {"ECONNREFUSED": refused, "first_error_t_s": first, "TcpAttemptFails": attempt_fails,
+                    "server_TcpOutRsts": out_rsts, "error_pct": round(run.error_pct, 2)}
+        text = (
+            f"connect() got ECONNREFUSED {refused:,} times"
+            + (f", first at {_t(first)}" if first is not None else "")
+            + f" ({run.error_pct:.1f}% of attempts; TcpAttemptFails rose by {attempt_fails:,}): the target answered "
+            "the SYN with RST, so nothing was listening on that address and port at the time."
+        )
+        findings.append(Finding("critical" if run.error_pct >= 1 else "warning", "Connections refused", text,
+                                evidence, [], run.label, "refused",
+                                "Check that the server was up for the whole run (a crash or restart) and the port."))
+    reset = run.error_count(_is("ECONNRESET", "EPIPE"))
+    if reset:
+        first = run.first_error_t(_is("ECONNRESET", "EPIPE"))
+        estab_resets = run.counter("TcpEstabResets")
+        abort = run.sysctl("net.ipv4.tcp_abort_on_overflow", "server")
+        evidence = {"ECONNRESET+EPIPE": reset, "first_error_t_s": first, "TcpEstabResets": estab_resets,
+                    "tcp_abort_on_overflow": abort}
+        text = (
+            f"{reset:,} requests failed with ECONNRESET/EPIPE"
+            + (f", first at {_t(first)}" if first is not None else "")
+            + f" (TcpEstabResets rose by {estab_resets:,}): the peer sent RST on an open connection."
+        )
+        advice = ("Usual causes: the server closed with SO_LINGER 0 or with unread data, it crashed or hit a "
+                  "limit, or its accept queue overflowed with tcp_abort_on_overflow=1"
+                  + (f" (it is {abort} here)." if abort is not None else "."))
+        findings.append(Finding("critical" if run.error_pct >= 1 else "warning", "Connections reset", text,
+                                evidence, ["net.ipv4.tcp_abort_on_overflow"], run.label, "reset", advice))
+    return findings
+
+
+def rule_timeouts(run: RunData, runs: list[RunData]) -> list[Finding]:
+    timeouts = {name: n for name, n in run.errors.items() if _is_timeout(name) and n > 0}
+    if not timeouts:
+        return []
+    total = sum(timeouts.values())
+    first = run.first_error_t(_is_timeout)
+    syn_retrans = run.counter("TcpExtTCPSynRetrans", run.side_ns("client"))
+    retrans = run.counter("TcpRetransSegs")
+    syn_retries = run.sysctl("net.ipv4.tcp_syn_retries", "client")
+    evidence = {**timeouts, "first_error_t_s": first, "TcpExtTCPSynRetrans": syn_retrans,
+                "TcpRetransSegs": retrans, "tcp_syn_retries": syn_retries}
+    names = ", ".join(f"{name} {n:,}" for name, n in timeouts.items())
+    text = (
+        f"{total:,} attempts timed out ({names})"
+        + (f", first at {_t(first)}" if first is not None else "")
+        + f" ({run.error_pct:.1f}% of attempts). Retransmitted segments rose by {retrans:,}"
+        + (f", SYN retransmits by {syn_retrans:,}" if syn_retrans else "")
+        + ": packets (a SYN, a SYN-ACK or the final ACK) were dropped or the server answered too slowly."
+    )
+    advice = ("Look for SYN-queue drops or accept-queue overflow on the server. Without the tool's own timeout, "
+              "a connect() to a silent peer hangs until tcp_syn_retries is exhausted "
+              f"({syn_retries if syn_retries is not None else 6} here; 6 → about 127 s).")
+    return [Finding("critical" if run.error_pct >= 1 else "warning", "Timeouts", text, evidence,
+                    ["net.ipv4.tcp_syn_retries", "net.ipv4.tcp_synack_retries"], run.label, "timeouts", advice)]
+
+
+def _saturation(run: RunData, role: str) -> tuple[float, float, int] | None:
+    """(median CPU %, peak CPU %, cores) over the measured phase, or None without samples."""
+    ts, vs = run.cpu(role)
+    values = _measured(ts, vs, _duration(run))
+    if len(values) < 3:
+        return None
+    return _median(values), max(values), run.cores(role)
+
+
+def rule_generator_saturated(run: RunData, runs: list[RunData]) -> list[Finding]:
+    sat = _saturation(run, "generator")
+    if sat is None:
+        return []
+    median, peak, cores = sat
+    if median < 0.9 * 100 * cores:
+        return []
+    evidence = {"generator_cpu_median": round(median, 1), "generator_cpu_peak": round(peak, 1),
+                "generator_cores": cores, "requests_per_s": run.summary.get("requests_per_s")}
+    rate = run.summary.get("requests_per_s")
+    text = (
+        f"The generator used a median of {median:.0f}% CPU over {cores} core{'s' if cores > 1 else ''} "
+        f"(100% = one full core; peak {peak:.0f}%): the load tool itself was the bottleneck. "
+        + (f"The achieved {_fmt(rate)} req/s is a lower bound for the server, not its capacity. " if rate else "")
+    )
+    target = _saturation(run, "target")
+    if target is not None:
+        evidence["target_cpu_median"] = round(target[0], 1)
+        text += f"The target used only a median of {target[0]:.0f}%."
+    return [Finding("warning", "Generator saturated: results are a lower bound", text.strip(), evidence, [],
+                    run.label, "generator_saturated",
+                    "Add generator workers (load.workers, up to the free cores) or run the generator elsewhere.")]
+
+
+def rule_server_saturated(run: RunData, runs: list[RunData]) -> list[Finding]:
+    sat = _saturation(run, "target")
+    if sat is None:
+        return []
+    median, peak, cores = sat
+    if median < 0.9 * 100 * cores:
+        return []
+    evidence = {"target_cpu_median": round(median, 1), "target_cpu_peak": round(peak, 1), "target_cores": cores}
+    rate = run.summary.get("requests_per_s")
+    text = (
+        f"The target used a median of {median:.0f}% CPU over {cores} core{'s' if cores > 1 else ''} "
+        f"(peak {peak:.0f}%): the server was the bottleneck"
+        + (f", so {_fmt(rate)} req/s is about its capacity for this workload" if rate else "")
+        + ". "
+    )
+    lat = run.latency_us("total")
+    if lat:
+        evidence["p99_us"] = lat["p99"]
+        text += f"Its p99 latency of {_ms(lat['p99'])} includes waiting in its queues. "
+    gen = _saturation(run, "generator")
+    if gen is not None and gen[0] >= 0.9 * 100 * gen[2]:
+        text += "The generator was saturated too: both compete for the same cores."
+    advice = "More server workers, or a faster server, raise the ceiling; kernel knobs will not."
+    return [Finding("warning", "Server saturated", text.strip(), evidence, [], run.label, "server_saturated", advice)]
+
+
+# The engine counts a start as late past 1 ms, which a busy event loop does all the time;
+# a schedule has really slipped when requests start this much behind it.
+SLIPPED_LAG_US = 100_000
+
+
+def rule_open_model_lag(run: RunData, runs: list[RunData]) -> list[Finding]:
+    intended = run.summary.get("intended_rate")
+    if not isinstance(intended, (int, float)) or intended <= 0:
+        return []
+    attempts = run.requests + run.error_total
+    # Failed attempts were still started on time: errors are other rules' business.
+    started_rate = attempts / _duration(run)
+    achieved = float(run.summary.get("requests_per_s") or 0.0)
+    late = int(run.summary.get("late_starts") or 0)
+    max_lag = float(run.summary.get("max_lag_us") or 0)
+    corrected = run.latency_us("corrected")
+    uncorrected = run.latency_us("total")
+    ratio = corrected["p99"] / uncorrected["p99"] if corrected and uncorrected and uncorrected["p99"] else 1.0
+    behind = started_rate < 0.9 * intended
+    slipped = max_lag >= SLIPPED_LAG_US and late > 0.01 * attempts
+    hidden_queueing = corrected is not None and ratio >= 2 and corrected["p99"] - uncorrected["p99"] >= 10_000
+    if not (behind or slipped or hidden_queueing):
+        return []
+    evidence = {"intended_rate": intended, "started_rate": round(started_rate, 1), "achieved_rate": round(achieved, 1),
+                "late_starts": late, "max_lag_us": max_lag}
+    text = f"The open model asked for {_fmt(intended)} req/s and started {_fmt(round(started_rate, 1))}/s"
+    if late:
+        pct = 100.0 * late / attempts if attempts else 0.0
+        text += f"; {late:,} requests ({pct:.1f}%) started late, by up to {_ms(max_lag)}"
+    text += ": the generator did not keep its schedule. "
+    if corrected and uncorrected:
+        evidence["p99_corrected_us"], evidence["p99_uncorrected_us"] = corrected["p99"], uncorrected["p99"]
+        text += (
+            f"p99 measured from each request's intended start is {_ms(corrected['p99'])}, against "
+            f"{_ms(uncorrected['p99'])} from its actual start: the uncorrected number hides the queueing "
+            "(coordinated omission); the corrected one is what users at this rate would see."
+        )
+    gen = _saturation(run, "generator")
+    if gen is not None and gen[0] >= 0.9 * 100 * gen[2]:
+        advice = "The generator was CPU-bound: add workers (load.workers), or ask for a lower rate."
+    else:
+        advice = ("Either the server could not serve this rate or there were too few connections to carry it: "
+                  "raise load.connections, or ask for a lower rate.")
+    return [Finding("warning", "Open model fell behind its schedule", text.strip(), evidence, [], run.label,
+                    "open_model_lag", advice)]
+
+
+def rule_incomplete_run(run: RunData, runs: list[RunData]) -> list[Finding]:
+    findings = []
+    if run.result.data.get("partial"):
+        reason = run.result.data.get("partial_reason") or "no reason recorded"
+        findings.append(Finding(
+            "warning", "Run stopped early", f"The run is partial ({reason}): its numbers cover only the part that ran.",
+            {"partial_reason": reason}, [], run.label, "partial"))
+    dead = [w for w in run.summary.get("workers", []) or [] if isinstance(w, dict) and w.get("exit", "ok") != "ok"]
+    if dead:
+        names = _join([f"{w.get('name', '?')} ({w.get('exit')})" for w in dead])
+        findings.append(Finding(
+            "critical", "Load workers died", f"{len(dead)} load worker(s) did not finish cleanly: {names}. "
+            "Their share of the load is missing from every number.",
+            {"dead_workers": len(dead)}, [], run.label, "workers_died"))
+    return findings
+
+
+RULES: tuple[Rule, ...] = (
+    rule_incomplete_run,
+    rule_port_exhaustion,
+    rule_accept_queue_overflow,
+    rule_syn_queue,
+    rule_time_wait_overflow,
+    rule_close_wait_leak,
+    rule_refused_or_reset,
+    rule_timeouts,
+    rule_open_model_lag,
+    rule_generator_saturated,
+    rule_server_saturated,
+)
+
+
+def diagnose(runs: Iterable[RunData | RunResult]) -> list[Finding]:
+    """Every rule over every run; most severe first, then in run order."""
+    loaded = [as_run_data(r) for r in runs]
+    findings: list[Finding] = []
+    for run in loaded:
+        for rule in RULES:
+            findings.extend(rule(run, loaded))
+    order = {label: i for i, label in enumerate(r.label for r in loaded)}
+    findings.sort(key=lambda f: (SEVERITIES.index(f.severity), order.get(f.variant, 0)))
+    return findings
+
+
+def format_findings(findings: list[Finding], width: int = 100) -> list[str]:
+    """Lines for a terminal: a headline per finding, its text wrapped and indented, its knobs."""
+    import textwrap
+
+    if not findings:
+        return ["No problems found."]
+    lines = []
+    for f in findings:
+        who = f" [{f.variant}]" if f.variant else ""
+        lines.append(f"{f.severity.upper()}{who} {f.title}")
+        lines.extend(textwrap.wrap(f.text, width=width, initial_indent="    ", subsequent_indent="    "))
+        if f.advice:
+            lines.extend(textwrap.wrap("What to do: " + f.advice, width=width, initial_indent="    ",
+                                       subsequent_indent="    "))
+        if f.knobs:
+            lines.append("    knobs: " + ", ".join(f.knobs))
+    return lines
+
+
+# --- the comparison table ----------------------------------------------------
+
+
+def comparison_rows(runs: Iterable[RunData | RunResult]) -> list[dict[str, Any]]:
+    """One dict per run with the numbers a side-by-side table shows (raw units).
+
+    Keys: variant, requests_per_s, connections_per_s, intended_rate, errors
+    ({name: count}), error_total, error_pct, p50_ms, p99_ms, p999_ms (None
+    without latency data), p99_corrected_ms (open model: from each request's
+    intended start; None otherwise), peaks ({state: {ns: peak}} for TIME_WAIT,
+    SYN_RECV, CLOSE_WAIT, ESTABLISHED), peak_time_wait / peak_syn_recv /
+    peak_close_wait (max over namespaces), counters ({name: rise summed over
+    namespaces} for KEY_COUNTERS), generator_cpu_peak, target_cpu_peak.
+    """
+    rows = []
+    for run in (as_run_data(r) for r in runs):
+        lat = run.latency_us("total")
+        corrected = run.latency_us("corrected")
+        peaks = {
+            state: {ns: run.peak(state, ns) for ns in run.namespaces}
+            for state in ("TIME_WAIT", "SYN_RECV", "CLOSE_WAIT", "ESTABLISHED")
+        }
+        gen = run.cpu("generator")[1]
+        tgt = run.cpu("target")[1]
+        rows.append({
+            "variant": run.label,
+            "requests_per_s": float(run.summary.get("requests_per_s") or 0.0),
+            "connections_per_s": float(run.summary.get("connections_per_s") or 0.0),
+            "intended_rate": run.summary.get("intended_rate"),
+            "errors": run.errors,
+            "error_total": run.error_total,
+            "error_pct": run.error_pct,
+            "p50_ms": lat["p50"] / 1000.0 if lat else None,
+            "p99_ms": lat["p99"] / 1000.0 if lat else None,
+            "p999_ms": lat["p99.9"] / 1000.0 if lat else None,
+            "p99_corrected_ms": corrected["p99"] / 1000.0 if corrected else None,
+            "peaks": peaks,
+            "peak_time_wait": max(peaks["TIME_WAIT"].values(), default=0),
+            "peak_syn_recv": max(peaks["SYN_RECV"].values(), default=0),
+            "peak_close_wait": max(peaks["CLOSE_WAIT"].values(), default=0),
+            "counters": {name: run.counter(name) for name in KEY_COUNTERS},
+            "generator_cpu_peak": max(gen) if gen else None,
+            "target_cpu_peak": max(tgt) if tgt else None,
+        })
+    return rows
+
+
+def _cell_ms(v: float | None) -> str:
+    if v is None:
+        return "–"
+    return f"{v:,.0f}" if v >= 100 else f"{v:.1f}" if v >= 1 else f"{v:.2f}"
+
+
+def _cell_peak(per_ns: dict[str, int]) -> str:
+    if not per_ns:
+        return "0"
+    ns, peak = max(per_ns.items(), key=lambda kv: kv[1])
+    if peak == 0:
+        return "0"
+    return f"{peak:,}" + (f" ({ns})" if ns != "host" else "")
+
+
+def comparison_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Headers and text cells for the rows; counters (and states other than TIME_WAIT) that
+    stayed at zero in every run are left out."""
+    counters = [c for c in KEY_COUNTERS if any(r["counters"].get(c) for r in rows)]
+    error_names = sorted({n for r in rows for n in r["errors"]})
+    # TIME_WAIT always has a column; the other states only when some run held them.
+    states = ["TIME_WAIT"] + [s for s in ("SYN_RECV", "CLOSE_WAIT") if any(any(r["peaks"][s].values()) for r in rows)]
+    corrected = any(r["p99_corrected_ms"] is not None for r in rows)
+    headers = ["variant", "req/s", "conn/s", "errors", "error %", "p50 ms", "p99 ms", "p99.9 ms"]
+    headers += ["corrected p99 ms"] if corrected else []
+    headers += [f"peak {s}" for s in states]
+    headers += [c.removeprefix("TcpExt").removeprefix("Tcp") for c in counters]
+    out = []
+    for r in rows:
+        rate = _fmt(round(r["requests_per_s"], 1))
+        if r.get("intended_rate"):
+            rate += f" / {_fmt(r['intended_rate'])}"
+        errs = ", ".join(f"{n} {r['errors'][n]:,}" for n in error_names if r["errors"].get(n)) or "0"
+        cells = [
+            r["variant"], rate, _fmt(round(r["connections_per_s"], 1)), errs, f"{r['error_pct']:.2f}",
+            _cell_ms(r["p50_ms"]), _cell_ms(r["p99_ms"]), _cell_ms(r["p999_ms"]),
+        ]
+        cells += [_cell_ms(r["p99_corrected_ms"])] if corrected else []
+        cells += [_cell_peak(r["peaks"][s]) for s in states]
+        cells += [f"{r['counters'][c]:,}" for c in counters]
+        out.append(cells)
+    return headers, out
+
+
+def knob_table(runs: list[RunData]) -> tuple[list[str], list[list[str]], list[bool]]:
+    """Read-back sysctls: headers (side, knob, one column per run), rows, and whether each row differs."""
+    keys: list[tuple[str, str]] = []
+    for run in runs:
+        for side, knobs in (run.result.data.get("sysctls") or {}).items():
+            for knob in knobs or {}:
+                if (side, knob) not in keys:
+                    keys.append((side, knob))
+    keys.sort()
+    headers = ["side", "knob"] + [r.label for r in runs]
+    rows, differs = [], []
+    for side, knob in keys:
+        values = [((r.result.data.get("sysctls") or {}).get(side) or {}).get(knob) for r in runs]
+        rows.append([side, knob] + ["–" if v is None else str(v).replace("\t", " ") for v in values])
+        differs.append(len({str(v) for v in values}) > 1)
+    return headers, rows, differs
+
+
+# --- expanding folders -----------------------------------------------------------
+
+
+def expand_folders(folders: Iterable[Path]) -> list[tuple[Path, str | None]]:
+    """Run folders, with comparison folders replaced by their variants' run folders (in order)."""
+    import json
+
+    out: list[tuple[Path, str | None]] = []
+    for folder in map(Path, folders):
+        comparison = folder / COMPARISON_FILE
+        if not comparison.is_file():
+            out.append((folder, None))
+            continue
+        try:
+            data = json.loads(comparison.read_text())
+        except json.JSONDecodeError as e:
+            raise ResultError(f"{comparison}: not valid JSON (line {e.lineno}): truncated or hand-edited?") from None
+        if not isinstance(data, dict) or data.get("format") != COMPARISON_FORMAT:
+            raise ResultError(f"{comparison}: format is not {COMPARISON_FORMAT!r}")
+        runs = data.get("runs")
+        variants = data.get("variants") or (list(runs) if isinstance(runs, dict) else [])
+        if not isinstance(runs, dict) or not runs:
+            raise ResultError(f"{comparison}: 'runs' must map each variant to its folder")
+        for name in variants:
+            # The runner adds a variant to "runs" as it starts it: one missing here never ran
+            # (the comparison was interrupted), so the report shows the ones that did.
+            if name in runs:
+                out.append((folder / runs[name], str(name)))
+    return out
+
+
+def load_runs(folders: Iterable[Path]) -> list[RunData]:
+    """Load run and comparison folders, giving every run a distinct label."""
+    runs = [load_run(path, label) for path, label in expand_folders(folders)]
+    seen: dict[str, int] = {}
+    for run in runs:
+        base = run.label
+        if base in seen:
+            seen[base] += 1
+            run.label = f"{base} ({run.folder.name})" if run.folder and run.folder.name != base else f"{base} #{seen[base]}"
+        else:
+            seen[base] = 1
+    return runs

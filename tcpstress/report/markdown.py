@@ -1,0 +1,71 @@
+"""report.md: the same findings and tables as report.html, figures as relative PNG links.
+
+Plain GitHub-flavoured Markdown, so a report can be pasted into an issue or
+read in a terminal.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tcpstress.report.diagnose import Finding, comparison_rows, comparison_table, knob_table
+
+if TYPE_CHECKING:
+    from tcpstress.report.render import ReportContext
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def md_table(headers: list[str], rows: list[list[str]], left: int = 1) -> list[str]:
+    align = [":--" if i < left else "--:" for i in range(len(headers))]
+    lines = ["| " + " | ".join(_cell(h) for h in headers) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def _finding(f: Finding) -> list[str]:
+    who = f" [{f.variant}]" if f.variant else ""
+    lines = [f"- **{f.severity.upper()}**{who} **{f.title}**: {f.text}"]
+    if f.advice:
+        lines.append(f"  *What to do:* {f.advice}")
+    if f.knobs:
+        lines.append("  Knobs: " + ", ".join(f"`{k}`" for k in f.knobs))
+    return lines
+
+
+def render_markdown(ctx: "ReportContext", findings: list[Finding], figures: list[tuple[str, str, bytes]]) -> str:
+    out = [f"# {ctx.title}", ""]
+    if ctx.description:
+        out += [ctx.description, ""]
+    out += [" · ".join(f"**{k}** {v}" for k, v in ctx.facts), ""]
+    if len(ctx.runs) > 1:
+        rows = [[r.label, described, differs] for r, (described, differs) in zip(ctx.runs, ctx.variant_notes)]
+        out += md_table(["run", "description", f"differs from {ctx.runs[0].label} in"], rows, left=3)
+        out.append("")
+    out += ["## Findings", ""]
+    if findings:
+        for f in findings:
+            out += _finding(f)
+    else:
+        out.append("No problems found: no rule fired on these runs.")
+    out += ["", "## Side by side", ""]
+    headers, rows = comparison_table(comparison_rows(ctx.runs))
+    out += md_table(headers, rows)
+    out += ["", "## Kernel settings as read back", ""]
+    k_headers, k_rows, differs = knob_table(ctx.runs)
+    if k_rows:
+        marked = [[r[0], f"**{r[1]}**" if d else r[1], *r[2:]] for r, d in zip(k_rows, differs)]
+        out += md_table(k_headers, marked, left=2)
+        if any(differs):
+            out += ["", "Bold: knobs whose value differs between runs."]
+    else:
+        out.append("No sysctls were read back (a loopback run changes none).")
+    out += ["", "## Figures", ""]
+    for name, caption, _ in figures:
+        out += [f"![{caption}]({name})", ""]
+    out += ["## Runs", ""]
+    out += md_table(["run", "folder", "started", "kernel", "duration"], ctx.run_lines, left=4)
+    out.append("")
+    return "\n".join(out)

@@ -1,0 +1,175 @@
+"""render_report: saved run folders in, report.html + report.md + PNG figures out.
+
+Never runs anything: everything comes from the folders' files, so an old run
+renders the same today as the day it ran. Every file is written to a
+temporary name and renamed into place, so an interrupted render leaves the
+previous report (or nothing), never half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tcpstress.report.diagnose import RunData, diagnose, load_runs, scenario_get, variant_differences
+from tcpstress.report.html import render_html
+from tcpstress.report.markdown import render_markdown
+from tcpstress.report.plots import colours_for, make_figures
+from tcpstress.results import ResultError
+
+HTML_FILE = "report.html"
+MARKDOWN_FILE = "report.md"
+
+
+@dataclass
+class ReportContext:
+    """What the page says about the runs besides findings, tables and figures."""
+
+    title: str
+    runs: list[RunData]
+    description: str = ""
+    facts: list[tuple[str, str]] = field(default_factory=list)
+    variant_notes: list[tuple[str, str]] = field(default_factory=list)  # (description, differences) per run
+    run_lines: list[list[str]] = field(default_factory=list)
+    scenario_text: str = ""
+    tool_version: str = ""
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Temporary file in the same folder, fsync, rename; readable by others like any report."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _default_title(runs: list[RunData]) -> str:
+    names = []
+    for run in runs:
+        name = run.result.data.get("name") or run.label
+        if name not in names:
+            names.append(name)
+    if len(runs) == 1:
+        run = runs[0]
+        variant = run.result.data.get("variant")
+        return f"{names[0]} ({variant})" if variant else names[0]
+    labels = ", ".join(r.label for r in runs)
+    return f"{' + '.join(names)}: {labels}"
+
+
+def _describe_load(run: RunData) -> list[tuple[str, str]]:
+    facts = []
+    # The runner records where it really connected (the built-in server's port is picked at run time).
+    actual = run.result.data.get("target") if isinstance(run.result.data.get("target"), dict) else {}
+    host = actual.get("host") or scenario_get(run, "target.host")
+    port = actual.get("port") or scenario_get(run, "target.port")
+    protocol = scenario_get(run, "target.protocol")
+    if host:
+        where = f"{host}:{port}" if port else str(host)
+        facts.append(("target", f"{protocol or ''} {where}".strip()))
+    model = scenario_get(run, "load.model")
+    if model:
+        text = f"{model}, {scenario_get(run, 'load.connections')} connections"
+        rate = scenario_get(run, "load.rate")
+        if model == "open" and rate:
+            text += f", {rate:,.0f} req/s asked"
+        workers = scenario_get(run, "load.workers")
+        if workers:
+            text += f", {workers} worker{'s' if workers != 1 else ''}"
+        facts.append(("load", text))
+    keepalive = scenario_get(run, "connection.keepalive")
+    if keepalive is not None:
+        close = scenario_get(run, "connection.close")
+        facts.append(("connections", ("keep-alive" if keepalive else "one request each")
+                      + (f", {close} closes first" if close and close != "reset" else ", closed with RST"
+                         if close == "reset" else "")))
+    if scenario_get(run, "server.builtin"):
+        facts.append(("server", f"built-in, backlog {scenario_get(run, 'server.backlog')}, "
+                                f"closes: {scenario_get(run, 'server.close')}"))
+    elif scenario_get(run, "server.command"):
+        facts.append(("server", str(scenario_get(run, "server.command"))))
+    lab = scenario_get(run, "lab")
+    if lab is not None:
+        facts.append(("network", "lab namespaces over veth" if lab else "host (loopback)"))
+    return facts
+
+
+def build_context(runs: list[RunData], title: str | None) -> ReportContext:
+    first = runs[0]
+    data = first.result.data
+    facts = _describe_load(first)
+    durations = sorted({f"{r.summary.get('duration_s', 0):g} s" for r in runs})
+    facts.append(("measured", " / ".join(durations)))
+    facts.append(("kernel", str(data.get("kernel", "?"))))
+    partial = [r.label for r in runs if r.result.data.get("partial")]
+    if partial:
+        facts.append(("partial", ", ".join(partial)))
+    notes = []
+    for run in runs:
+        if run is first:
+            differs = "(the reference)"
+        else:
+            differs = ", ".join(variant_differences(first, run, limit=6)) or "nothing recorded"
+        notes.append((_variant_description(run), differs))
+    run_lines = []
+    for run in runs:
+        d = run.result.data
+        run_lines.append([run.label, str(run.folder or ""), str(d.get("started_at", "")), str(d.get("kernel", "")),
+                          f"{run.summary.get('duration_s', 0):g} s"])
+    scenario_text = json.dumps(first.scenario, indent=2, sort_keys=False) if first.scenario else "(none recorded)"
+    return ReportContext(
+        title=title or _default_title(runs),
+        runs=runs,
+        description=str(first.scenario.get("description") or ""),
+        facts=facts,
+        variant_notes=notes,
+        run_lines=run_lines,
+        scenario_text=scenario_text,
+        tool_version=str(data.get("tool_version", "")),
+    )
+
+
+def _variant_description(run: RunData) -> str:
+    name = run.result.data.get("variant")
+    for v in run.scenario.get("variants") or []:
+        if isinstance(v, dict) and v.get("name") == name:
+            return str(v.get("description") or "")
+    return ""
+
+
+def render_report(run_dirs: list[Path], out_dir: Path, title: str | None = None) -> Path:
+    """Render run and comparison folders into out_dir; returns the report.html path.
+
+    Raises ResultError (one line) when a folder is not a run folder or is
+    truncated or hand-edited.
+    """
+    if not run_dirs:
+        raise ResultError("no run folders given: pass one or more run or comparison folders")
+    runs = load_runs(run_dirs)
+    if not runs:
+        raise ResultError(f"{run_dirs[0]}: the comparison lists no runs")
+    findings = diagnose(runs)
+    colours = colours_for(runs)
+    figures = make_figures(runs)
+    ctx = build_context(runs, title)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, _, png in figures:
+        write_bytes_atomic(out_dir / name, png)
+    write_bytes_atomic(out_dir / MARKDOWN_FILE, render_markdown(ctx, findings, figures).encode("utf-8"))
+    html_path = out_dir / HTML_FILE
+    write_bytes_atomic(html_path, render_html(ctx, findings, figures, colours).encode("utf-8"))
+    return html_path
