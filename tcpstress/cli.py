@@ -277,7 +277,7 @@ def demo():
 
 def _scenarios_dir() -> Path:
     here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "scenarios", here / "scenarios"):
+    for candidate in (here.parent / "scenarios", Path(sys.prefix) / "share" / "tcpstress" / "scenarios"):
         if candidate.is_dir():
             return candidate
     fail("cannot find the scenarios folder next to the tcpstress package")

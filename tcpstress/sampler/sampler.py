@@ -21,6 +21,13 @@ are 0: it is the baseline), the last inside stop().
 Namespaces are opened once, at start(): a netlink socket and fds on
 /proc/thread-self/net/* created by a short-lived thread that joined the
 namespace (see nsenter.py); the kept fds are re-read from offset 0 each time.
+
+No count is an atomic snapshot. /proc/net/tcp comes out ~4 KiB per read()
+and the kernel finds its place again by position inside a hash bucket, so on
+a busy namespace a socket can be listed twice or missed; a netlink dump
+resumes the same way, but only at each ~32 KiB reply, and with the port
+filter a few hundred matching sockets fit in one reply. Peaks taken while
+sockets churn can therefore overshoot by a few.
 """
 
 from __future__ import annotations
@@ -31,7 +38,6 @@ import os
 import sys
 import threading
 import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, TextIO, Union
@@ -358,7 +364,6 @@ class Sampler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._out: _CsvOut | None = None
-        self._ticks = 0
         self.overruns = 0
         self._final: dict[str, Any] | None = None
 
@@ -414,6 +419,7 @@ class Sampler:
                         "method": probe.method,
                         "mean_cost_ms": round(1000 * probe.total_cost / probe.samples, 3) if probe.samples else 0.0,
                         "max_cost_ms": round(1000 * probe.max_cost, 3),
+                        "skipped_intervals": self.overruns,
                         "errors": probe.errors,
                         "last_error": probe.last_error,
                         "note": probe.note,
@@ -469,7 +475,6 @@ class Sampler:
         self._tick()
 
     def _tick(self) -> None:
-        self._ticks += 1
         rows: list[dict[str, Any]] = []
         for probe in self._probes:
             t = time.monotonic() - self.t0

@@ -78,6 +78,8 @@ def start_zoo(port: int) -> tuple[subprocess.Popen, dict[str, int]]:
     if not ready.startswith("ready "):
         zoo.kill()
         zoo.wait()
+        zoo.stdin.close()
+        zoo.stdout.close()
         raise RuntimeError(f"socket_zoo did not start: {ready!r}")
     return zoo, json.loads(ready[len("ready "):])
 
@@ -92,6 +94,7 @@ def zoo():
     finally:
         process.stdin.close()
         process.wait(timeout=10)
+        process.stdout.close()
 
 
 def test_zoo_is_what_ss_sees(zoo):
@@ -106,11 +109,30 @@ def test_netlink_counts_match_ss(zoo):
     assert counts == expected
 
 
+def first_of_tries(read, expected, tries: int = 5):
+    """read() until it gives `expected`, at most `tries` times; the last reading.
+
+    /proc/net/tcp comes out in ~4 KiB reads, and the kernel finds its place
+    again between them by position in a hash bucket: when other programs open
+    or close sockets meanwhile, a line can repeat or go missing. A busy host
+    does that now and then; a real miscount does it every time.
+    """
+    for _ in range(tries):
+        got = read()
+        if got == expected:
+            break
+    return got
+
+
 def test_procfs_counts_match_ss(zoo):
     port, _, expected = zoo
-    table = procfs.parse_tcp_table(Path("/proc/net/tcp").read_text(), port)
-    table += procfs.parse_tcp_table(Path("/proc/net/tcp6").read_text(), port)
-    assert {s: table.get(s, 0) for s in procfs.TCP_STATES} == expected
+
+    def read():
+        table = procfs.parse_tcp_table(Path("/proc/net/tcp").read_text(), port)
+        table += procfs.parse_tcp_table(Path("/proc/net/tcp6").read_text(), port)
+        return {s: table.get(s, 0) for s in procfs.TCP_STATES}
+
+    assert first_of_tries(read, expected) == expected
 
 
 def test_counter_reuses_its_socket_and_filters_in_kernel(zoo):
@@ -184,7 +206,7 @@ def test_sampler_end_to_end(zoo, tmp_path):
     assert info["method"] == "netlink" and info["errors"] == 0
     assert info["samples"] >= 3 and info["mean_cost_ms"] > 0
 
-    rows = list(csv.DictReader((tmp_path / "samples.csv").open()))
+    rows = list(csv.DictReader((tmp_path / "samples.csv").read_text().splitlines()))
     header = (tmp_path / "samples.csv").read_text().splitlines()[0].split(",")
     assert header[:18] == ["t", "ns", *procfs.TCP_STATES, "sockstat_inuse", "sockstat_orphan",
                            "sockstat_tw", "sockstat_alloc", "sockstat_mem"]
@@ -196,7 +218,7 @@ def test_sampler_end_to_end(zoo, tmp_path):
     assert int(rows[0]["TcpActiveOpens"]) == 0  # the first row is the baseline
     assert sum(int(row["TcpActiveOpens"]) for row in rows) == opened
 
-    proc_rows = list(csv.DictReader((tmp_path / "processes.csv").open()))
+    proc_rows = list(csv.DictReader((tmp_path / "processes.csv").read_text().splitlines()))
     generator = summary["processes"]["generator"]
     assert 300 <= generator["fds_peak"] <= fds_witness + 5
     assert generator["cpu_peak"] > 0
@@ -226,12 +248,15 @@ def test_cpu_mean_follows_cpu_time(zoo):
 
 def test_procfs_method_gives_the_same_rows(zoo):
     port, _, expected = zoo
-    sampler = Sampler([NamespaceRef("host")], interval=0.05, port=port, method="procfs")
-    sampler.start()
-    row = sampler.latest()["host"]
-    summary = sampler.stop()
-    assert summary["sampler"]["host"]["method"] == "procfs"
-    assert {s: row[s] for s in procfs.TCP_STATES} == expected
+
+    def one_row():
+        sampler = Sampler([NamespaceRef("host")], interval=60, port=port, method="procfs")
+        sampler.start()
+        row = sampler.latest()["host"]
+        assert sampler.stop()["sampler"]["host"]["method"] == "procfs"
+        return {s: row[s] for s in procfs.TCP_STATES}
+
+    assert first_of_tries(one_row, expected) == expected
 
 
 def test_sample_command_live_table_and_csv(zoo, tmp_path):
@@ -246,7 +271,7 @@ def test_sample_command_live_table_and_csv(zoo, tmp_path):
     body = [line.split() for line in lines[1:]]
     assert len(body) >= 2
     assert all(fields[6] == str(expected["TIME_WAIT"]) and fields[7] == str(expected["CLOSE_WAIT"]) for fields in body)
-    rows = list(csv.DictReader(out.open()))
+    rows = list(csv.DictReader(out.read_text().splitlines()))
     assert len(rows) == summary["sampler"]["host"]["samples"] == len(body)
     assert {row["ns"] for row in rows} == {"host"}
 

@@ -69,16 +69,18 @@ class Zoo:
             raise RuntimeError(f"socket_zoo did not start: {ready!r}")
         made = json.loads(ready[len("ready "):])
         self.expected = {state: made.get(state, 0) for state in procfs.TCP_STATES}
-        self.connects = len(["4", "6"]) * sum(sizes.values())
+        self.connects = 2 * sum(sizes.values())  # one connect() per socket pair, two families
 
     def close(self) -> None:
-        if self.process.poll() is None:
+        if not self.process.stdin.closed:
             self.process.stdin.close()
+        if self.process.poll() is None:
             try:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.process.stdout.close()
 
 
 @pytest.fixture
