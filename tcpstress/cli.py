@@ -313,6 +313,91 @@ def serve(**kwargs):
         sys.exit(1)
 
 
+@cli.command()
+@click.option("--netns", help="a named network namespace (/var/run/netns/NAME)")
+@click.option("--pid", type=int, help="the network namespace of this process")
+@click.option("--port", type=click.IntRange(1, 65535), help="count only sockets with this local or remote port")
+@click.option("--interval", default="100ms", show_default=True, help="time between samples")
+@click.option("--duration", default="30s", show_default=True, help="how long to sample")
+@click.option("--out", "-o", type=click.Path(path_type=Path), help="CSV file (default: stdout when it is not a terminal)")
+@click.option("--quiet", "-q", is_flag=True, help="no live table")
+def sample(netns, pid, port, interval, duration, out, quiet):
+    """Watch TCP states and kernel counters in one namespace: a better `watch ss -s`."""
+    from tcpstress.sampler.sampler import run_sample_command
+    from tcpstress.scenario import parse_duration
+
+    try:
+        every = parse_duration(interval)
+        length = parse_duration(duration)
+    except ValueError as e:
+        fail(f"--interval/--duration: {e}")
+    if not 0.01 <= every <= 60:
+        fail(f"--interval {interval}: allowed 10ms to 60s")
+    try:
+        run_sample_command(netns, pid, port, every, length, out, live=not quiet, stream=sys.stderr)
+    except ValueError as e:
+        fail(str(e))
+
+
+@cli.command()
+@click.argument("folders", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path),
+              help="where to write the report (default: the first folder)")
+def report(folders, out):
+    """Re-render the report of saved run or comparison folders (runs nothing)."""
+    from tcpstress.report import diagnose, format_findings, load_runs
+    from tcpstress.report.render import render_report
+    from tcpstress.results import ResultError
+
+    out = out or folders[0]
+    try:
+        runs = load_runs(list(folders))
+        findings = diagnose(runs)
+        path = render_report(list(folders), out)
+    except ResultError as e:
+        fail(str(e))
+    for line in format_findings(findings):
+        click.echo(line)
+    click.echo(f"report: {path}")
+
+
+@cli.command()
+@click.option("--file", "profiles_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="a profiles TOML file (default: the shipped scenarios/profiles.toml)")
+def profiles(profiles_file):
+    """List the tuning profiles and the sysctls each one sets."""
+    from tcpstress.lab.profiles import load_profiles, shipped_profiles
+    from tcpstress.lab.sysctl import ProfileError
+
+    try:
+        found = load_profiles(profiles_file) if profiles_file else shipped_profiles()
+    except (ProfileError, OSError) as e:
+        fail(str(e))
+    for p in found.values():
+        click.echo(f"{p.name}: {p.description}")
+        for side, values in (("client", p.client), ("server", p.server)):
+            for knob, value in values.items():
+                click.echo(f"    {side:<6} {knob} = {value}")
+
+
+@cli.group()
+def lab():
+    """Lab housekeeping."""
+
+
+@lab.command("cleanup")
+@click.option("--all", "include_live", is_flag=True, help="also namespaces of runs still alive")
+def lab_cleanup(include_live):
+    """Remove namespaces (and their processes) left by lab runs that were killed."""
+    from tcpstress.lab.netns import check_lab_capability, cleanup
+
+    missing = check_lab_capability()
+    if missing:
+        fail(missing)
+    removed = cleanup(include_live_runs=include_live)
+    click.echo(f"removed {len(removed)} namespace(s)" + (": " + ", ".join(removed) if removed else ""))
+
+
 def main() -> None:
     try:
         cli(standalone_mode=True)

@@ -401,8 +401,8 @@ def run_comparison(scenario: Scenario, out_dir: Path, variant_names: list[str] |
 
 def _variant_profiles(scenario: Scenario, variants: list) -> dict:
     """Each variant's sysctls: its named profile, then its own client/server knobs on top."""
-    from tcpstress.lab.profiles import Profile, ProfileError, shipped_profiles
-    from tcpstress.lab.sysctl import validate_profile
+    from tcpstress.lab.profiles import Profile, get_profile, shipped_profiles
+    from tcpstress.lab.sysctl import ProfileError, validate_profile
 
     shipped = shipped_profiles()
     out = {}
@@ -411,14 +411,12 @@ def _variant_profiles(scenario: Scenario, variants: list) -> dict:
         client: dict = {}
         server: dict = {}
         if v.profile:
-            if v.profile not in shipped:
-                import difflib
-                close = difflib.get_close_matches(v.profile, list(shipped), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ScenarioError(f"{where}: profile {v.profile!r} is not defined{hint}; "
-                                    f"`tcpstress profiles` lists them")
-            client.update(shipped[v.profile].client)
-            server.update(shipped[v.profile].server)
+            try:
+                named = get_profile(v.profile, shipped)
+            except ProfileError as e:
+                raise ScenarioError(f"{where}: {e}") from None
+            client.update(named.client)
+            server.update(named.server)
         try:
             client.update(validate_profile(v.client))
             server.update(validate_profile(v.server))

@@ -11,16 +11,26 @@ the buffer and idiag_state to count. The kernel does the rest:
   FIN_WAIT2 that became a minisocket shows FIN_WAIT2), request sockets are
   reported as SYN_RECV when that bit is asked for: the counts match `ss`.
 
-Measured by bench/bench_sampler.py in a namespace holding 88,000 TIME_WAIT
-and 20,000 ESTABLISHED sockets (Linux 6.18, 2 shared cores), medians:
-`ss -Htan | wc -l` 349 ms; this count 59 ms (0.17x); with the port filter
-45 ms when it keeps the 88,000 TIME_WAIT, 21 ms when it keeps nothing (the
-kernel still walks every socket); /proc/net/tcp{,6} read and parsed 296 ms;
-psutil.net_connections 903 ms. The kernel's dump and the recv copies are most
-of this count's cost (34 of 42 ms with 113,000 TIME_WAIT); the Python walk is
-the rest. Filtering the port in Python instead (reading sport/dport of each
-message) cost 59 ms against the kernel filter's 11 ms for a port that matched
-nothing, hence the bytecode.
+Measured by bench/bench_sampler.py (Linux 6.18, 2 shared and busy cores,
+medians of 5). With 88-89k TIME_WAIT + 20k ESTABLISHED sockets, over two
+runs: `ss -Htan | wc -l` 174-349 ms; this count 59-73 ms (0.17-0.42x ss);
+with the port filter 45-60 ms when it keeps the TIME_WAIT sockets, 21-32 ms
+when it keeps nothing (the kernel still walks every socket); /proc/net/tcp{,6}
+read and parsed 255-296 ms; psutil.net_connections 0.9-1.0 s. With 80k
+ESTABLISHED + 17k TIME_WAIT: ss 193 ms, this count 94 ms (full sockets carry
+attributes, so more bytes per socket), procfs 253 ms, psutil 1.35 s.
+The kernel's dump and the recv copies are most of this count's cost (34 of
+42 ms with 113k TIME_WAIT in a quieter moment); the Python walk is the rest.
+Filtering the port in Python instead (reading sport/dport of each message)
+cost 59 ms against the kernel filter's 11 ms for a port that matched
+nothing, hence the bytecode. Counting 14-byte header patterns with
+bytes.count() instead of walking was slower (66 ms).
+
+A dump is not an atomic snapshot: the kernel fills one ~32 KiB reply at a
+time and resumes by position inside a hash bucket, so sockets opened or
+closed meanwhile can be missed or seen twice. With the port filter a few
+hundred matching sockets fit in one reply, which avoids that (each bucket
+is read under its lock, though the whole is still not one instant).
 
 The socket answers for the network namespace it was created in; see
 nsenter.run_in_netns to create one elsewhere.
