@@ -129,7 +129,9 @@ def _load(scenario_file, target, overrides):
 @_run_options
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), help="run folder (default: reports/<time>-<name>)")
 @click.option("--quiet", "-q", is_flag=True, help="no live line")
-def run(scenario_file, target, out, quiet, **kwargs):
+@click.option("--shard", help="run share I of N (I/N), or `env`: JOB_COMPLETION_INDEX of TCPSTRESS_SHARDS")
+@click.option("--start-at", help="start at this UTC time (ISO 8601), so shards share one schedule")
+def run(scenario_file, target, out, quiet, shard, start_at, **kwargs):
     """Run one scenario (a TOML file, flags, or both) and write a run folder.
 
     \b
@@ -138,16 +140,26 @@ def run(scenario_file, target, out, quiet, **kwargs):
       tcpstress run --target 127.0.0.1:8080 --connections 50 --duration 10s --no-keepalive
     """
     from tcpstress import runner
+    from tcpstress.scenario import ScenarioError
 
     overrides = _overrides(kwargs)
     scenario = _load(scenario_file, target, overrides)
     if scenario.lab:
         fail(f"{scenario.source}: lab = true: use `tcpstress compare {scenario.source}` to run it in the lab")
+    ctx = runner.RunContext()
+    try:
+        if shard:
+            ctx.shard = runner.parse_shard(shard)
+            runner.check_shard_fits(scenario, ctx.shard)
+        if start_at:
+            ctx.start_at = runner.parse_start_at(start_at)
+    except ScenarioError as e:
+        fail(str(e))
     out = out or runner.default_run_dir(scenario)
     live = sys.stderr if (not quiet and sys.stderr.isatty()) else None
     _check_output_dir(out)
     try:
-        result = runner.run_scenario(scenario, out, live=live)
+        result = runner.run_scenario(scenario, out, ctx, live=live)
     except runner.RunInterrupted as e:
         click.echo(f"interrupted ({e.args[0]}): partial results saved in {out}", err=True)
         sys.exit(e.code)

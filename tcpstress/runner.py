@@ -158,6 +158,45 @@ class RunContext:
     namespaces: list = field(default_factory=list)  # sampler NamespaceRefs
     sysctls: dict = field(default_factory=dict)  # read back per side
     variant: str | None = None
+    shard: tuple[int, int] | None = None  # (index, count): run only this share of the scenario
+    start_at: float | None = None  # wall-clock epoch seconds at which the load begins
+
+
+def parse_shard(text: str, environ: dict | None = None) -> tuple[int, int]:
+    """'I/N', or 'env' for JOB_COMPLETION_INDEX (Kubernetes Indexed Job) and TCPSTRESS_SHARDS."""
+    env = os.environ if environ is None else environ
+    if text == "env":
+        index, count = env.get("JOB_COMPLETION_INDEX"), env.get("TCPSTRESS_SHARDS")
+        if index is None or count is None:
+            raise ScenarioError("--shard env: needs JOB_COMPLETION_INDEX and TCPSTRESS_SHARDS in the environment")
+        text = f"{index}/{count}"
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not m or not (0 <= int(m.group(1)) < int(m.group(2)) <= 10_000):
+        raise ScenarioError(f"--shard {text!r}: expected I/N with 0 <= I < N <= 10000, e.g. 0/4")
+    return int(m.group(1)), int(m.group(2))
+
+
+def parse_start_at(text: str, now: float | None = None) -> float:
+    """An ISO 8601 UTC time ('2026-11-28T13:30:00Z') within the next hour -> epoch seconds."""
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ScenarioError(f"--start-at {text!r}: expected an ISO 8601 time such as 2026-11-28T13:30:00Z") from None
+    if when.tzinfo is None:
+        raise ScenarioError(f"--start-at {text!r}: give the time zone, e.g. a trailing Z for UTC")
+    epoch = when.timestamp()
+    now = time.time() if now is None else now
+    if epoch < now - 1.0:
+        raise ScenarioError(f"--start-at {text!r} is {now - epoch:.1f} s in the past")
+    if epoch > now + 3600:
+        raise ScenarioError(f"--start-at {text!r} is more than an hour away")
+    return epoch
+
+
+def check_shard_fits(s: Scenario, shard: tuple[int, int]) -> None:
+    if s.load.model == "closed" and shard[1] * s.load.workers > s.load.connections:
+        raise ScenarioError(f"{s.source}: {shard[1]} shards x {s.load.workers} workers exceed load.connections "
+                            f"({s.load.connections}): every worker needs at least one connection")
 
 
 def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = None,
@@ -185,6 +224,8 @@ def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = Non
         "hostname": socket.gethostname(), "cpu_count": os.cpu_count(), "started_at": utc_stamp(started_at), "ended_at": None,
         "partial": True, "partial_reason": "in progress", "name": s.name, "variant": ctx.variant,
         "scenario": s.to_dict(), "sysctls": ctx.sysctls,
+        "shard": {"index": ctx.shard[0], "count": ctx.shard[1]} if ctx.shard else None,
+        "start_at": utc_stamp(ctx.start_at) if ctx.start_at else None,
     }
     live_line = LiveLine(live)
     old_handler = _signal_guard()
@@ -206,7 +247,12 @@ def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = Non
 
             pool = WorkerPool(s.load.workers, spawn=ctx.client_spawn, log_dir=out_dir)
             pool.start()
-            t_start = time.monotonic() + START_SLACK_S
+            if ctx.start_at is not None:
+                # Every shard starts on the same wall-clock second; the schedule
+                # below is relative to it, so intended start times agree too.
+                t_start = time.monotonic() + (ctx.start_at - time.time())
+            else:
+                t_start = time.monotonic() + START_SLACK_S
             t0 = t_start + s.load.warmup
             t_end = t0 + s.load.duration
             meta["t0_epoch"] = time.time() + (t0 - time.monotonic())
@@ -214,8 +260,13 @@ def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = Non
             for metric in ("total", "connect", "ttfb") + (("corrected",) if s.load.model == "open" else ()):
                 hlogs[metric] = results.HlogWriter(out_dir / f"latency-{metric}.hlog", meta["t0_epoch"],
                                                    comment=f"tcpstress {metric} latency, microseconds")
-            plans = [{"scenario": s.to_dict(), "family": int(family), "sockaddr": list(sockaddr), "index": i,
-                      "workers": s.load.workers, "t_start": t_start, "t0": t0, "t_end": t_end}
+            # A shard's workers are workers shard + count·k of count·W in all:
+            # the same interleaving that splits work between workers splits it
+            # between shards, exactly.
+            shard_index, shard_count = ctx.shard or (0, 1)
+            plans = [{"scenario": s.to_dict(), "family": int(family), "sockaddr": list(sockaddr),
+                      "index": shard_index + shard_count * i, "workers": shard_count * s.load.workers,
+                      "t_start": t_start, "t0": t0, "t_end": t_end}
                      for i in range(s.load.workers)]
             pool.send_plans(plans)
             _collect(pool, merger, hlogs, live_line, meta, out_dir, deadline=t_end + STOP_GRACE_S)

@@ -33,7 +33,9 @@ def format_summary(result: RunResult) -> str:
     lines.append(f"  target   {sc['target']['protocol']}://{t.get('host', sc['target']['host'])}:{t.get('port', '')}"
                  f"{sc['target']['path'] if sc['target']['protocol'] == 'http' else ''}"
                  f"{' (built-in server)' if sc['server']['builtin'] else ''}")
-    lines.append(f"  load     {describe_load(sc)}")
+    shard = d.get("shard")
+    lines.append(f"  load     {describe_load(sc)}"
+                 + (f"; this is shard {shard['index']}/{shard['count']} of it" if shard else ""))
     lines.append(f"  requests     {s['requests']:>12,}   {s['requests_per_s']:>12,.1f}/s")
     lines.append(f"  connections  {s['connections']:>12,}   {s['connections_per_s']:>12,.1f}/s")
     if s.get("error_total"):
