@@ -26,7 +26,9 @@ from tcpstress.load.processes import IntervalMerger, WorkerFailure, WorkerPool, 
 from tcpstress.scenario import Scenario, ScenarioError, resolve_target
 
 SERVER_ARGV = [sys.executable, "-m", "tcpstress", "serve"]
-STOP_GRACE_S = 5.0
+# How long after the end the runner waits for workers to send their last
+# seconds; a worker still busy then is stopped and the run marked partial.
+STOP_GRACE_S = 30.0
 START_SLACK_S = 0.2  # between handing out plans and the first scheduled operation
 
 
@@ -300,6 +302,10 @@ def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = Non
         died = [w for w in pool.workers if w.state in ("died", "fatal")]
         if died and not partial_reason:
             partial_reason = "; ".join(f"{w.name} {w.state}: {w.detail}" for w in died)
+        late = [w for w in pool.workers if w.state in ("ready", "booted", "starting")]
+        if late and not partial_reason:
+            partial_reason = (f"{', '.join(w.name for w in late)} did not finish within {STOP_GRACE_S:.0f} s "
+                              f"of the end (overloaded machine?); their last seconds are missing")
     meta["partial"] = partial_reason is not None
     meta["partial_reason"] = partial_reason
     result = results.RunResult(data=_result_data(meta, merger, s, pool, server, sampler_summary), folder=out_dir)

@@ -146,7 +146,7 @@ class Load:
     model: str = "closed"
     connections: int = 10
     rate: float = 0.0  # open model: new operations per second
-    ramp: float = 0.0
+    ramp: float = 0.0  # open: rate ramps up linearly; closed: connections start one after another
     duration: float = 10.0
     warmup: float = 0.0
     workers: int = 1
@@ -160,6 +160,7 @@ class Connection:
     close: str = "client"
     connect_timeout: float = 5.0
     request_timeout: float = 10.0
+    think_time: float = 0.0  # pause between one request's end and the next one's start, per connection
     source_addresses: tuple[str, ...] = ()
     payload_size: int = 64  # echo: bytes per request (and per echoed reply)
 
@@ -283,6 +284,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[Any], bool] | None, str]]] = {
         "close": ("str", lambda v: v in CLOSE_MODES, ", ".join(CLOSE_MODES)),
         "connect_timeout": ("duration", _float_range(0.001, 600), "1ms to 10m"),
         "request_timeout": ("duration", _float_range(0.001, 3600), "1ms to 1h"),
+        "think_time": ("duration", _float_range(0, 3600), "0s to 1h"),
         "source_addresses": ("addresses", lambda v: len(v) <= 65536, "IP addresses or ranges like 127.0.0.2-127.0.0.9"),
         "payload_size": ("int", _int_range(1, 16 << 20), "1 to 16 MiB"),
     },
@@ -484,6 +486,9 @@ def _build_variants(raw: Any, where: str) -> tuple[Variant, ...]:
 def _check_consistency(s: Scenario, where: str) -> None:
     if s.load.model == "open" and s.load.rate <= 0:
         raise ScenarioError(f"{where}: load.rate must be > 0 with model = \"open\" (operations per second)")
+    if s.load.model == "open" and s.connection.think_time:
+        raise ScenarioError(f"{where}: connection.think_time applies to model = \"closed\"; the open model's "
+                            f"schedule already sets when each request starts")
     if s.load.model == "closed" and s.load.rate > 0:
         raise ScenarioError(f"{where}: load.rate applies to model = \"open\"; remove it or set load.model = \"open\"")
     if s.load.ramp > s.load.duration:

@@ -18,11 +18,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
-from tcpstress.server import ServerConfig
+from tcpstress.server import ServerConfig, serve
 
 pytestmark = pytest.mark.skipif(
     shutil.which("ss") is None, reason="needs ss (Debian package iproute2)"
@@ -512,6 +513,34 @@ def test_port_in_use_fails_clearly(server_factory):
     assert proc.returncode != 0
     assert "Address already in use" in proc.stderr or str(errno.EADDRINUSE) in proc.stderr
     stop(server)
+
+
+def test_serve_in_process_calls_ready_and_returns_its_stats(capsys):
+    announced = threading.Event()
+    address = []
+    results = []
+
+    def ready(host, port):
+        address.append((host, port))
+        announced.set()
+
+    # Off the main thread there are no signal handlers: max_seconds ends it.
+    thread = threading.Thread(
+        target=lambda: results.append(serve(ServerConfig(max_seconds=2.0), ready))
+    )
+    thread.start()
+    assert announced.wait(30)
+    host, port = address[0]
+    client = http.client.HTTPConnection(host, port, timeout=10)
+    with contextlib.closing(client):
+        client.request("GET", "/")
+        assert client.getresponse().read() == b"x" * 64
+    thread.join(60)
+    (stats,) = results
+    assert (stats.connections, stats.requests, stats.port) == (1, 1, port)
+    out = capsys.readouterr().out
+    assert out.startswith(f"listening http 127.0.0.1:{port} pid={os.getpid()} workers=1\n")
+    assert out.endswith("served connections=1 requests=1\n")
 
 
 # --------------------------------------------------------------------------
