@@ -154,6 +154,7 @@ def run(scenario_file, target, out, quiet, shard, start_at, **kwargs):
             runner.check_shard_fits(scenario, ctx.shard)
         if start_at:
             ctx.start_at = runner.parse_start_at(start_at)
+        runner.check_fd_limit(scenario, ctx.shard[1] if ctx.shard else 1)
     except ScenarioError as e:
         fail(str(e))
     out = out or runner.default_run_dir(scenario)
@@ -175,6 +176,10 @@ def run(scenario_file, target, out, quiet, shard, start_at, **kwargs):
     click.echo(format_summary(result))
     _report_after_run([out], out)
     click.echo(f"results: {out}")
+    if result.data.get("partial"):
+        # The numbers are saved, but they are not the whole run: say so in the exit code.
+        click.echo(f"tcpstress: partial result: {result.data.get('partial_reason')}", err=True)
+        sys.exit(1)
 
 
 def _check_output_dir(out: Path) -> None:

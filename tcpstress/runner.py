@@ -195,6 +195,27 @@ def parse_start_at(text: str, now: float | None = None) -> float:
     return epoch
 
 
+def check_fd_limit(s: Scenario, shard_count: int = 1) -> None:
+    """Refuse up front a concurrency the open-file limit cannot hold, with the numbers."""
+    import math
+    import resource
+
+    from tcpstress.load.worker import FD_MARGIN
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    limit = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    parts = s.load.workers * shard_count
+    per_worker = math.ceil(s.load.connections / parts)
+    if per_worker + FD_MARGIN > limit:
+        needed = math.ceil(s.load.connections / (limit - FD_MARGIN)) if limit > FD_MARGIN else None
+        advice = (f"use load.workers >= {math.ceil(needed / shard_count)} (--workers)" if needed
+                  else "raise the open-file limit")
+        raise ScenarioError(
+            f"{s.source}: load.connections = {s.load.connections} "
+            f"over {parts} worker process(es) needs {per_worker + FD_MARGIN} open files per worker; "
+            f"the limit here is {limit} (hard RLIMIT_NOFILE): {advice}")
+
+
 def check_shard_fits(s: Scenario, shard: tuple[int, int]) -> None:
     if s.load.model == "closed" and shard[1] * s.load.workers > s.load.connections:
         raise ScenarioError(f"{s.source}: {shard[1]} shards x {s.load.workers} workers exceed load.connections "
@@ -442,6 +463,8 @@ def run_comparison(scenario: Scenario, out_dir: Path, variant_names: list[str] |
     run_id = secrets.token_hex(3)
     comparison = {"format": COMPARISON_FORMAT, "scenario": scenario.name, "lab": scenario.lab,
                   "variants": [v.name for v in variants], "runs": {}, "run_id": run_id}
+    for v in variants:
+        check_fd_limit(scenario.with_variant(v))
     for index, v in enumerate(variants):
         sc = scenario.with_variant(v)
         run_dir = out_dir / v.name

@@ -535,6 +535,11 @@ class Engine:
                                 self.wake_later(slot, plan.t_start + ramp * i / len(self.slots))
                             else:
                                 self.connect(slot)
+                                if i % 64 == 63:
+                                    # connect() can take milliseconds when the port
+                                    # range is nearly used up: let the run's end,
+                                    # SIGTERM and the flush still get through.
+                                    await trio.sleep(0)
                         # The slots run until the end, or until the request
                         # budget is spent and the last requests are answered.
                         while self.budget_left() or self.by_fd or self.paused or self.wakeups:

@@ -447,6 +447,31 @@ def test_workers_share_the_port_and_sum_their_counts(server_factory):
     assert settle(lambda: [pid for pid in pids if alive(pid)], lambda left: not left) == []
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_counts_are_exact_under_concurrent_clients(server_factory, workers):
+    server = server_factory(workers=workers)
+    answered = []
+
+    def client_thread():
+        count = 0
+        for _ in range(5):
+            client = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+            with contextlib.closing(client):
+                for _ in range(10):
+                    client.request("GET", "/")
+                    if client.getresponse().read() == b"x" * 64:
+                        count += 1
+        answered.append(count)
+
+    threads = [threading.Thread(target=client_thread) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert answered == [50] * 8
+    assert stop(server) == {"connections": 40, "requests": 400}
+
+
 def test_workers_die_with_their_parent(server_factory):
     server = server_factory(workers=2)
     pids = listeners(server.port)

@@ -193,7 +193,9 @@ def test_refuses_a_spoof_range_holding_the_destination(spoof):
         check_flood_target(DST, spoof)
 
 
-@pytest.mark.parametrize("dst, spoof", [(DST, SPOOF), ("198.19.255.1", "198.18.128.0/17"), (DST, "198.18.1.0/24")])
+@pytest.mark.parametrize(
+    "dst, spoof", [(DST, SPOOF), ("198.19.255.1", "198.18.128.0/17"), (DST, "198.18.1.0/24")]
+)
 def test_accepts_lab_targets(dst, spoof):
     check_flood_target(dst, spoof)
 
