@@ -5,9 +5,12 @@ answered request is counted exactly, so a test or a run can compare the
 client's numbers with the server's. Its close policy decides which side sends
 the first FIN, and therefore which side collects TIME_WAIT (see FACTS.md):
 
-- "client": the server never closes first; after an exchange that ends the
-  connection (`Connection: close` or `requests_per_connection`) it waits for
-  the client's FIN, then closes (client holds TIME_WAIT).
+- "client": the server never closes on its own initiative: after reaching
+  `requests_per_connection` (or, for echo, after the agreed exchanges) it waits
+  for the client's FIN, then closes (client holds TIME_WAIT). A request with
+  `Connection: close` is the client's own choice, and HTTP requires the server
+  to close after answering it (RFC 9112 9.6), so it does (server holds
+  TIME_WAIT), as nginx does.
 - "server": after such an exchange the server closes at once (server holds TIME_WAIT).
 - "never": the server never closes, not even after the client's FIN, and keeps
   the socket until it stops: CLOSE_WAIT piles up, as in a leaking application.
@@ -287,6 +290,7 @@ class _Context:
 _PEER_CLOSED = 0  # the client's FIN (or an error)
 _EXCHANGE_ENDED = 1  # Connection: close or requests_per_connection
 _REFUSED = 2  # garbage, answered 400
+_CLIENT_ASKED_CLOSE = 3  # the request said Connection: close
 
 BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
@@ -409,19 +413,27 @@ async def _http_exchanges(sock: socket.socket, context: _Context) -> int:
             continue
         count = len(requests)
         ending = False
+        asked_close = False
         if limit and answered + count >= limit:
             count = limit - answered
             ending = True
         for index in range(count):
             if requests[index].close:
                 count = index + 1
-                ending = True
+                ending = asked_close = True
                 break
+        if asked_close and context.config.close == "client":
+            # RFC 9112 9.6: a server that receives "close" MUST initiate the
+            # close after the response; "client" only means it never closes
+            # on its own initiative. MSG_MORE sends the FIN with the answer.
+            ending_flags = socket.MSG_MORE
+        else:
+            ending_flags = context.ending_flags
         if context.slow:
             for index in range(count):
                 await _before_response(context)
                 last = ending and index == count - 1
-                flags = context.ending_flags if last else 0
+                flags = ending_flags if last else 0
                 await _send_all(sock, _response_for(context, requests[index], last), flags)
                 stats.requests += 1
         elif count == 1 and not ending and requests[0].version == 11:
@@ -434,12 +446,12 @@ async def _http_exchanges(sock: socket.socket, context: _Context) -> int:
                     _response_for(context, requests[index], ending and index == count - 1)
                     for index in range(count)
                 ),
-                context.ending_flags if ending else 0,
+                ending_flags if ending else 0,
             )
             stats.requests += count
         answered += count
         if ending:
-            return _EXCHANGE_ENDED
+            return _CLIENT_ASKED_CLOSE if asked_close else _EXCHANGE_ENDED
         if parser.error is not None:  # garbage after the requests just answered
             await _send_all(sock, BAD_REQUEST, context.refusal_flags)
             stats.bad_requests += 1
