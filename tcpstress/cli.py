@@ -164,6 +164,7 @@ def run(scenario_file, target, out, quiet, shard, start_at, **kwargs):
         result = runner.run_scenario(scenario, out, ctx, live=live)
     except runner.RunInterrupted as e:
         click.echo(f"interrupted ({e.args[0]}): partial results saved in {out}", err=True)
+        _report_after_run([out], out)
         sys.exit(e.code)
     except runner.RunError as e:
         click.echo(f"tcpstress: run failed: {e}", err=True)
@@ -174,11 +175,13 @@ def run(scenario_file, target, out, quiet, shard, start_at, **kwargs):
     from tcpstress.summary import format_summary
 
     click.echo(format_summary(result))
-    _report_after_run([out], out)
+    reported = _report_after_run([out], out)
     click.echo(f"results: {out}")
     if result.data.get("partial"):
         # The numbers are saved, but they are not the whole run: say so in the exit code.
         click.echo(f"tcpstress: partial result: {result.data.get('partial_reason')}", err=True)
+        sys.exit(1)
+    if not reported:
         sys.exit(1)
 
 
@@ -187,8 +190,9 @@ def _check_output_dir(out: Path) -> None:
         fail(f"--out {out}: folder exists and is not empty; choose a new folder")
 
 
-def _report_after_run(folders: list[Path], out: Path) -> None:
-    """Print the findings and render the report; a failure here never hides the saved results."""
+def _report_after_run(folders: list[Path], out: Path) -> bool:
+    """Print the findings and render the report; a failure here never hides the saved results.
+    Returns whether the report was written."""
     from tcpstress.report import diagnose, format_findings, load_runs
     from tcpstress.report.render import render_report
     from tcpstress.results import ResultError
@@ -205,8 +209,10 @@ def _report_after_run(folders: list[Path], out: Path) -> None:
     try:
         path = render_report(folders, out)
         click.echo(f"report: {path}")
+        return True
     except (ResultError, OSError, ValueError) as e:
-        click.echo(f"tcpstress: could not render the report: {e}", err=True)
+        click.echo(f"tcpstress: could not render the report: {getattr(e, 'strerror', None) or e}", err=True)
+        return False
 
 
 
@@ -260,7 +266,8 @@ def _compare(scenario_file, variant_names, out, quiet, overrides) -> None:
     if runs:
         click.echo("")
         click.echo(format_comparison(runs))
-        _report_after_run([Path(out)], Path(out))
+        if not _report_after_run([Path(out)], Path(out)):
+            code = code or 1
     click.echo(f"results: {out}")
     if code:
         sys.exit(code)
@@ -315,6 +322,8 @@ def _scenarios_dir() -> Path:
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="processes, each with its own SO_REUSEPORT listener")
 @click.option("--delay", type=float, default=0.0, help="seconds before each response")
+@click.option("--stall-at", type=float, default=None, help="after this many seconds of uptime, stop answering...")
+@click.option("--stall-for", type=float, default=0.0, help="...for this many seconds (coordinated-omission demos)")
 @click.option("--max-seconds", type=float, default=None, help="stop by itself after this long")
 def serve(**kwargs):
     """The built-in target: an HTTP/1.1 or echo server with close policies."""
@@ -396,6 +405,21 @@ def profiles(profiles_file):
         for side, values in (("client", p.client), ("server", p.server)):
             for knob, value in values.items():
                 click.echo(f"    {side:<6} {knob} = {value}")
+
+
+@cli.command()
+@click.argument("name", required=False)
+def explain(name):
+    """What a TCP state, sysctl knob or kernel counter means, with its value here now."""
+    from tcpstress.explain import UnknownTopic, explain as explain_topic, explain_index
+
+    if not name:
+        click.echo(explain_index())
+        return
+    try:
+        click.echo(explain_topic(name))
+    except UnknownTopic as e:
+        fail(str(e.args[0]) if e.args else str(e))
 
 
 @cli.group()

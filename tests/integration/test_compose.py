@@ -127,7 +127,7 @@ def _docker_compose_config(extra_env: dict[str, str]) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in PROFILE_VARIABLES and not k.startswith("COMPOSE_")}
     env.update(extra_env)
     proc = subprocess.run(["docker-compose", "--project-directory", str(ROOT), "-f", str(COMPOSE_FILE), "config"],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=60, check=False)
     assert proc.returncode == 0, f"docker-compose config refused the file:\n{proc.stderr}"
     yaml = pytest.importorskip("yaml", reason="PyYAML is missing: it is in the test extras (pip install -e '.[test]')")
     return yaml.safe_load(proc.stdout)
@@ -247,7 +247,7 @@ def test_service_commands_are_real_tcpstress_commands(env):
     compose = load_compose(env)
     serve = _parse_with_the_real_cli(command_of(compose["services"]["target"]))
     assert serve.params["host"] == "0.0.0.0"
-    scenario, params = _load_run_command(command_of(compose["services"]["loader"]))
+    scenario, _ = _load_run_command(command_of(compose["services"]["loader"]))
     assert not scenario.lab and not scenario.server.builtin
     # The loader loads the target's fixed address on the port it listens on.
     assert (scenario.target.host, scenario.target.port) == (service_address(compose, "target"), serve.params["port"])
@@ -375,7 +375,7 @@ def test_build_context_builds_the_package_with_the_compose_scenario(tmp_path):
     wheels = tmp_path / "wheels"
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
                            "--disable-pip-version-check", "-q", "-w", str(wheels), str(context)],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, f"the build context does not build:\n{proc.stderr}"
     (wheel,) = wheels.glob("tcpstress-*.whl")
     names = zipfile.ZipFile(wheel).namelist()

@@ -359,3 +359,107 @@ def test_result_line_round_trips():
     assert parse_flood_output("noise\n" + result.to_json() + "\n") == result
     with pytest.raises(ValueError, match="no result line"):
         parse_flood_output("")
+
+
+# --------------------------------------------------------------------------
+# Bounds and pacing, in virtual time with a fake socket
+
+
+class VirtualClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+class VirtualStop:
+    """A stop event whose wait() advances the virtual clock instead of sleeping."""
+
+    def __init__(self, clock: VirtualClock, set_after_sends: int | None = None) -> None:
+        self.clock = clock
+        self.set_after_sends = set_after_sends
+        self.sends = 0
+
+    def is_set(self) -> bool:
+        return self.set_after_sends is not None and self.sends >= self.set_after_sends
+
+    def wait(self, timeout: float) -> bool:
+        assert timeout > 0, "the loop must never wait for nothing"
+        self.clock.now += timeout
+        return self.is_set()
+
+
+class RecordingSocket:
+    def __init__(self, clock: VirtualClock, stop: VirtualStop, fail_every: int = 0) -> None:
+        self.clock, self.stop, self.fail_every = clock, stop, fail_every
+        self.sends: list[tuple[float, bytes, tuple]] = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def sendto(self, packet: bytes, address: tuple) -> int:
+        self.stop.sends += 1
+        self.sends.append((self.clock.now, packet, address))
+        if self.fail_every and len(self.sends) % self.fail_every == 0:
+            raise OSError(105, "No buffer space available")  # ENOBUFS
+        return len(packet)
+
+
+@pytest.fixture
+def virtual(monkeypatch):
+    """flood() with a virtual clock, a recording socket and the namespace check passed."""
+    clock = VirtualClock()
+
+    def run(rate, max_packets, max_seconds, set_after_sends=None, fail_every=0):
+        stop = VirtualStop(clock, set_after_sends)
+        sock = RecordingSocket(clock, stop, fail_every)
+        monkeypatch.setattr(flood_module, "_raw_socket", lambda: sock)
+        result = flood(DST, 8080, SPOOF, rate, max_packets, max_seconds, stop=stop)
+        return result, sock.sends
+
+    monkeypatch.setattr(flood_module, "time", clock)
+    monkeypatch.setattr(flood_module, "check_in_lab_namespace", lambda: None)
+    return run
+
+
+def test_stops_at_max_packets(virtual):
+    result, sends = virtual(rate=1000, max_packets=500, max_seconds=100)
+    assert result.sent == len(sends) == 500 and result.errors == 0
+    assert sends[-1][0] == pytest.approx(0.499, abs=0.002)  # the 500th is due at 499 ms
+
+
+def test_stops_at_max_seconds(virtual):
+    result, sends = virtual(rate=1000, max_packets=10**6, max_seconds=2)
+    assert 1990 <= result.sent <= 2001
+    assert all(t < 2 for t, _, _ in sends)
+
+
+def test_no_packet_leaves_before_it_is_due_or_long_after(virtual):
+    rate = 2000
+    _, sends = virtual(rate=rate, max_packets=3000, max_seconds=10)
+    for index, (sent_at, _, _) in enumerate(sends):
+        assert sent_at >= index / rate - 1e-9, f"packet {index} early"
+        assert sent_at <= index / rate + 2 * flood_module.MIN_PAUSE_S, f"packet {index} late"
+
+
+def test_stop_event_ends_the_flood_within_a_batch(virtual):
+    result, _ = virtual(rate=50_000, max_packets=10**6, max_seconds=60, set_after_sends=100)
+    assert 100 <= result.sent <= 100 + flood_module.MAX_BATCH
+
+
+def test_refused_sends_count_against_the_bound(virtual):
+    result, sends = virtual(rate=1000, max_packets=100, max_seconds=10, fail_every=10)
+    assert (result.sent, result.errors, len(sends)) == (90, 10, 100)
+    assert result.first_error == "ENOBUFS"
+
+
+def test_every_packet_goes_to_the_destination_as_a_syn(virtual):
+    _, sends = virtual(rate=1000, max_packets=50, max_seconds=10)
+    for _, packet, address in sends:
+        assert address == (DST, 0)
+        assert socket.inet_ntoa(packet[16:20]) == DST
+        assert struct.unpack("!H", packet[22:24])[0] == 8080 and packet[33] == 0x02
