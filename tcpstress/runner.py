@@ -15,11 +15,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import Any, Callable, TextIO
 
 from tcpstress import __version__, results
 from tcpstress.load.processes import IntervalMerger, WorkerFailure, WorkerPool, interval_record
@@ -117,6 +118,44 @@ class BuiltinServer:
         return self.served
 
 
+class FaultTimer:
+    """Starts a lab fault at its time in the run and ends it after `lasts` (or at the end)."""
+
+    def __init__(self, fault, start_at: float, lasts: float):
+        self.fault = fault
+        self.start_at = start_at
+        self.end_at = start_at + lasts if lasts else None
+        self.stop_event = threading.Event()
+        self.record: dict = {"started": False}
+        self.thread = threading.Thread(target=self._run, name="fault", daemon=True)
+
+    def _run(self) -> None:
+        if self.stop_event.wait(max(0.0, self.start_at - time.monotonic())):
+            return
+        try:
+            self.fault.start()
+            self.record["started"] = True
+        except Exception as e:  # reported in the result; the load goes on
+            self.record["error"] = f"could not start: {e}"
+            return
+        if self.end_at is not None and not self.stop_event.wait(max(0.0, self.end_at - time.monotonic())):
+            self.record.update(self.fault.stop() or {})
+            self.record["stopped"] = True
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def finish(self) -> dict:
+        self.stop_event.set()
+        self.thread.join(30)
+        if self.record.get("started") and not self.record.get("stopped"):
+            try:
+                self.record.update(self.fault.stop() or {})
+            except Exception as e:
+                self.record["error"] = f"could not stop: {e}"
+        return self.record
+
+
 class LiveLine:
     """One status line a second on a terminal (wrk-style progress)."""
 
@@ -160,6 +199,8 @@ class RunContext:
     namespaces: list = field(default_factory=list)  # sampler NamespaceRefs
     sysctls: dict = field(default_factory=dict)  # read back per side
     variant: str | None = None
+    fault_factory: Callable[[int], Any] | None = None  # port -> a lab fault (tcpstress/lab/faults.py)
+    target_pids: Callable[[], list[int]] | None = None  # a user's server started by the lab
     shard: tuple[int, int] | None = None  # (index, count): run only this share of the scenario
     start_at: float | None = None  # wall-clock epoch seconds at which the load begins
 
@@ -242,6 +283,7 @@ def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = Non
     interrupted: RunInterrupted | None = None
     partial_reason: str | None = None
     sampler_summary: dict = {}
+    fault_timer: FaultTimer | None = None
     meta = {
         "format": results.FORMAT, "tool_version": __version__, "kernel": platform.release(),
         "hostname": socket.gethostname(), "cpu_count": os.cpu_count(), "started_at": utc_stamp(started_at), "ended_at": None,
@@ -280,6 +322,11 @@ def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = Non
             t_end = t0 + s.load.duration
             meta["t0_epoch"] = time.time() + (t0 - time.monotonic())
             sampler = _start_sampler(s, ctx, out_dir, t0, port, pool, server)
+            if ctx.fault_factory and s.fault.kind != "none":
+                fault = ctx.fault_factory(port)
+                fault.prepare()
+                fault_timer = FaultTimer(fault, t0 + s.fault.at, s.fault.lasts)
+                fault_timer.start()
             for metric in ("total", "connect", "ttfb") + (("corrected",) if s.load.model == "open" else ()):
                 hlogs[metric] = results.HlogWriter(out_dir / f"latency-{metric}.hlog", meta["t0_epoch"],
                                                    comment=f"tcpstress {metric} latency, microseconds")
@@ -306,6 +353,8 @@ def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = Non
             raise RunError(str(e)) from None
         finally:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)  # nothing may interrupt the clean-up
+            if fault_timer is not None:
+                meta["fault"] = dict(asdict(s.fault), **fault_timer.finish())
             if pool:
                 pool.stop()
             if sampler is not None:
@@ -353,6 +402,8 @@ def _start_sampler(s: Scenario, ctx: RunContext, out_dir: Path, t0: float, port:
         procs = {"generator": pool.pids()}
         if server:
             procs["target"] = server.pids()
+        elif ctx.target_pids:
+            procs["target"] = ctx.target_pids()
         return procs
 
     sampler = Sampler(namespaces=namespaces, interval=s.sampling.interval, t0=t0,
@@ -515,11 +566,80 @@ def _run_in_lab(sc: Scenario, v, profile, run_dir: Path, run_id: str, index: int
     sources = max(1, len(sc.connection.source_addresses))
     with Lab(run_id=run_id, index=index, client_addresses=sources) as lab:
         sysctls = lab.apply_profile(profile)
+        user_server = _start_user_server(sc, lab, run_dir) if sc.server.command else None
         ctx = RunContext(
             client_spawn=partial(lab.popen, "client"), server_spawn=partial(lab.popen, "server"),
             server_host=lab.server_addr, target_host=lab.server_addr,
             source_addresses=tuple(lab.client_addrs) if sc.connection.source_addresses else None,
             namespaces=[NamespaceRef(label="client", netns=lab.client_ns),
                         NamespaceRef(label="server", netns=lab.server_ns)],
-            sysctls=sysctls, variant=v.name)
-        run_scenario(sc, run_dir, ctx, live=live)
+            sysctls=sysctls, variant=v.name,
+            fault_factory=_fault_factory(sc, lab),
+            target_pids=(lambda: _process_tree(user_server.pid)) if user_server else None)
+        try:
+            run_scenario(sc, run_dir, ctx, live=live)
+        finally:
+            if user_server and user_server.poll() is None:
+                user_server.terminate()
+                try:
+                    user_server.wait(5)
+                except subprocess.TimeoutExpired:
+                    user_server.kill()
+
+
+def _fault_factory(sc: Scenario, lab):
+    if sc.fault.kind == "none":
+        return None
+    from tcpstress.lab.faults import make_fault
+
+    return lambda port: make_fault(sc.fault, lab, port)
+
+
+def _process_tree(pid: int) -> list[int]:
+    try:
+        import psutil
+        return [pid] + [c.pid for c in psutil.Process(pid).children(recursive=True)]
+    except Exception:
+        return [pid]
+
+
+USER_SERVER_START_S = 15.0
+
+
+def _start_user_server(sc: Scenario, lab, run_dir: Path) -> subprocess.Popen:
+    """A user's server (server.command) in the server namespace, ready when its port accepts.
+
+    The command may use {host} (the server namespace's address), {port} and
+    {dir} (the run folder, for configs and logs).
+    """
+    import shlex
+
+    from tcpstress.lab.netns import run_in_netns
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        argv = shlex.split(sc.server.command.format(host=lab.server_addr, port=sc.target.port, dir=run_dir))
+    except (KeyError, IndexError, ValueError) as e:
+        raise ScenarioError(f"{sc.source}: server.command: {e}: use {{host}}, {{port}} and {{dir}}") from None
+    log = open(run_dir / "server.log", "wb")
+    proc = lab.popen("server", argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    log.close()
+
+    def accepts() -> bool:
+        try:
+            socket.create_connection((lab.server_addr, sc.target.port), timeout=0.5).close()
+            return True
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + USER_SERVER_START_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = (run_dir / "server.log").read_text(errors="replace").strip().splitlines()[-1:]
+            raise RunError(f"server.command exited with code {proc.returncode}: {tail[0] if tail else 'no output'}")
+        if run_in_netns(lab.client_ns, accepts):
+            return proc
+        time.sleep(0.1)
+    proc.kill()
+    raise RunError(f"server.command did not accept connections on {lab.server_addr}:{sc.target.port} "
+                   f"within {USER_SERVER_START_S:.0f} s")

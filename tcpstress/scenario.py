@@ -23,6 +23,8 @@ PROTOCOLS = ("http", "echo")
 MODELS = ("closed", "open")
 CLOSE_MODES = ("client", "server", "reset")
 SERVER_CLOSE_POLICIES = ("client", "server", "never", "reset")
+# Lab faults (tcpstress/lab/faults.py): what happens to the network during a run.
+FAULT_KINDS = ("none", "syn_flood", "drop_syn", "drop_fin", "partition")
 UNLIMITED = 0  # requests_per_connection meaning "as many as the run allows"
 
 LAB_NETWORK = ipaddress.ip_network("198.18.0.0/15")
@@ -163,11 +165,31 @@ class Connection:
     think_time: float = 0.0  # pause between one request's end and the next one's start, per connection
     source_addresses: tuple[str, ...] = ()
     payload_size: int = 64  # echo: bytes per request (and per echoed reply)
+    so_keepalive: bool = False  # TCP keep-alive probes (tcp_keepalive_time/intvl/probes) on idle connections
 
     @property
     def effective_requests(self) -> int:
         """Requests per connection after keep-alive is taken into account (0 = unlimited)."""
         return self.requests_per_connection if self.keepalive else 1
+
+
+@dataclass(frozen=True)
+class Fault:
+    """Something done to the lab's network while the load runs (lab only).
+
+    syn_flood: spoofed SYNs at the server (SYN_RECV); drop_syn: the server
+    namespace silently drops SYNs to the target port (SYN_SENT); drop_fin: the
+    client namespace drops incoming segments that carry a FIN (FIN_WAIT1 /
+    FIN_WAIT2 on the client, LAST_ACK on the server); partition: the server
+    namespace drops everything from the client (a peer that vanished).
+    """
+
+    kind: str = "none"
+    at: float = 0.0  # seconds after the measured phase starts
+    lasts: float = 0.0  # 0: until the end of the run
+    rate: float = 2000.0  # syn_flood: packets per second
+    packets: int = 100_000  # syn_flood: at most this many
+    spoof: str = "198.19.0.0/16"  # syn_flood: source addresses, routed into a black hole
 
 
 @dataclass(frozen=True)
@@ -195,6 +217,7 @@ class Scenario:
     load: Load = Load()
     connection: Connection = Connection()
     sampling: Sampling = Sampling()
+    fault: Fault = Fault()
     lab: bool = False
     variants: tuple[Variant, ...] = ()
     raw: dict = field(default_factory=dict, compare=False, repr=False)
@@ -214,7 +237,7 @@ class Scenario:
         conn["source_addresses"] = tuple(conn["source_addresses"])
         return cls(name=d["name"], description=d["description"], target=Target(**d["target"]),
                    server=Server(**d["server"]), load=Load(**d["load"]), connection=Connection(**conn),
-                   sampling=Sampling(**d["sampling"]), lab=d["lab"],
+                   sampling=Sampling(**d["sampling"]), fault=Fault(**d.get("fault", {})), lab=d["lab"],
                    variants=tuple(Variant(**v) for v in d["variants"]), source=d.get("source", "<dict>"))
 
     def variant(self, name: str) -> Variant:
@@ -287,6 +310,15 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[Any], bool] | None, str]]] = {
         "think_time": ("duration", _float_range(0, 3600), "0s to 1h"),
         "source_addresses": ("addresses", lambda v: len(v) <= 65536, "IP addresses or ranges like 127.0.0.2-127.0.0.9"),
         "payload_size": ("int", _int_range(1, 16 << 20), "1 to 16 MiB"),
+        "so_keepalive": ("bool", None, "true or false"),
+    },
+    "fault": {
+        "kind": ("str", lambda v: v in FAULT_KINDS, ", ".join(FAULT_KINDS)),
+        "at": ("duration", _float_range(0, 86400), "0s to 24h"),
+        "lasts": ("duration", _float_range(0, 86400), "0s (until the end) to 24h"),
+        "rate": ("float", _float_range(1, 100_000), "1 to 100000 packets per second"),
+        "packets": ("int", _int_range(1, 10_000_000), "1 to 10000000"),
+        "spoof": ("str", lambda v: _is_lab_cidr(v), "a CIDR inside 198.18.0.0/15, e.g. 198.19.0.0/16"),
     },
     "sampling": {
         "interval": ("duration", _float_range(0.01, 60), "10ms to 60s"),
@@ -297,6 +329,14 @@ SECTIONS = [s for s in SCHEMA if s]
 # A variant's sysctls are client_sysctls / server_sysctls: plain "server" is the
 # [server] section (the built-in target), which a variant may also override.
 VARIANT_KEYS = {"description", "profile", "client_sysctls", "server_sysctls", *SECTIONS}
+
+
+def _is_lab_cidr(text: str) -> bool:
+    try:
+        net = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return net.version == 4 and net.subnet_of(LAB_NETWORK)
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str:
@@ -441,6 +481,7 @@ def build(raw: dict[str, Any], where: str = "<flags>") -> Scenario:
         load=Load(**values["load"]),
         connection=Connection(**values["connection"]),
         sampling=Sampling(**values["sampling"]),
+        fault=Fault(**values["fault"]),
         lab=values[""].get("lab", False),
         variants=_build_variants(raw.get("variants", {}), where),
         raw=raw,
@@ -499,6 +540,9 @@ def _check_consistency(s: Scenario, where: str) -> None:
         raise ScenarioError(f"{where}: target.port is missing: give the target's port, or add [server] builtin = true")
     if s.server.builtin and s.server.command:
         raise ScenarioError(f"{where}: server.command and server.builtin = true exclude each other")
+    if s.fault.kind != "none" and not s.lab:
+        raise ScenarioError(f"{where}: fault.kind = {s.fault.kind!r} changes the network: it runs only in the "
+                            f"lab; set lab = true")
     if s.server.command and not s.lab:
         raise ScenarioError(f"{where}: server.command runs a server inside the lab; set lab = true")
     if not s.connection.keepalive and s.connection.requests_per_connection not in (UNLIMITED, 1):

@@ -138,3 +138,30 @@ def nginx(tmp_path):
     n = Nginx(tmp_path / "nginx")
     yield n
     n.stop()
+
+
+def _host_net_sysctls() -> dict[str, str]:
+    """Every readable file under the host's /proc/sys/net, by path."""
+    values = {}
+    for path in Path("/proc/sys/net").rglob("*"):
+        try:
+            if path.is_file():
+                values[str(path)] = path.read_text()
+        except OSError:
+            pass
+    return values
+
+
+# Per-interface counters and the like move by themselves; these are settings.
+_VOLATILE = ("/proc/sys/net/netfilter/nf_conntrack_count",)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def host_sysctls_untouched():
+    """The whole suite must leave the host's network settings exactly as it found them."""
+    before = _host_net_sysctls()
+    yield
+    after = _host_net_sysctls()
+    changed = sorted(k for k in before.keys() & after.keys() if before[k] != after[k] and k not in _VOLATILE
+                     and "/conf/tcpstress" not in k and "/neigh/tcpstress" not in k)
+    assert not changed, f"the test suite changed host sysctls: {changed[:10]}"

@@ -173,6 +173,7 @@ class Engine:
         self.capacity_freed = trio.Event()
         self.closed_in_batch: set[int] = set()
         self.think_time = s.connection.think_time
+        self.so_keepalive = s.connection.so_keepalive
         # (when, seq, slot, action): slots waiting for their ramp start or their think time
         self.wakeups: list = []
         self.wakeup_seq = itertools.count()
@@ -198,6 +199,9 @@ class Engine:
         try:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.so_keepalive:
+                # Probing follows the namespace's tcp_keepalive_time/intvl/probes.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
             if slot.source:
                 # The kernel picks the port at connect() time, per destination,
                 # instead of reserving one at bind() for any destination.

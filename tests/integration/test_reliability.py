@@ -243,3 +243,23 @@ def test_hostile_servers_are_counted_with_bounded_memory(tmp_path, behaviour, ex
     rss = [int(float(r.split(",")[header.index("rss_bytes")])) for r in rows[1:]
            if r.split(",")[header.index("role")] == "generator"]
     assert rss and max(rss) < 150 * 2**20  # an endless body is counted and dropped, never kept
+
+
+@pytest.mark.parametrize("damage", ["truncate", "edit", "missing"])
+def test_report_refuses_damaged_run_folders(tmp_path, damage):
+    out = tmp_path / "run"
+    run_cli("run", "--builtin-server", "--connections", 2, "--duration", "1s", "--out", out, check=True)
+    result = out / "result.json"
+    text = result.read_text()
+    if damage == "truncate":
+        result.write_text(text[: len(text) // 2])
+    elif damage == "edit":
+        data = json.loads(text)
+        del data["intervals"]
+        result.write_text(json.dumps(data))
+    else:
+        result.unlink()
+    proc = run_cli("report", out, "--out", tmp_path / "rep")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(out) in lines[0] and "Traceback" not in proc.stderr
