@@ -32,7 +32,7 @@ RUN_FLAGS: list[tuple[str, str, str]] = [
     ("--ramp", "load.ramp", "open: linear ramp to the rate; closed: open the connections over this time"),
     ("--duration", "load.duration", "measured duration, e.g. 10s, 2m"),
     ("--warmup", "load.warmup", "unmeasured warm-up before the duration"),
-    ("--workers", "load.workers", "worker processes"),
+    ("--workers", "load.workers", "worker processes (default: one per CPU)"),
     ("--max-requests", "load.max_requests", "stop after this many requests (0: no limit)"),
     ("--requests-per-connection", "connection.requests_per_connection", "N or unlimited"),
     ("--close", "connection.close", "who closes: client, server or reset (RST, no TIME_WAIT)"),

@@ -50,9 +50,10 @@ import os
 import shutil
 import tempfile
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
@@ -247,9 +248,20 @@ def merge_histograms(shards: list[Shard], metric: str) -> dict[int, tuple[float,
         for start_s, length_s, hist in lines:
             k = s.offset_s + round(start_s)
             length, total = merged.get(k) or (0.0, results.new_histogram())
-            total.add(hist)
+            add_histogram(total, hist)
             merged[k] = (max(length, length_s), total)
     return merged
+
+
+def add_histogram(into: HdrHistogram, other: HdrHistogram) -> None:
+    """into += other, skipping empty ones.
+
+    hdrh's add() takes min(into.get_min_value(), other.get_min_value()) after
+    updating the count, and get_min_value() is 0 for an empty histogram: adding
+    an empty histogram to an empty one pins the minimum at 0 for good.
+    """
+    if other.get_total_count():
+        into.add(other)
 
 
 def _empty_interval() -> dict[str, Any]:
@@ -269,7 +281,7 @@ def merge_interval_counts(shards: list[Shard]) -> dict[int, dict[str, Any]]:
             try:
                 agg["duration"] = max(agg["duration"], float(iv.get("duration", 1.0)))
                 for key in ("requests", "connections", "late_starts"):
-                    agg[key] += int(iv.get(key, 0))
+                    agg[key] = int(iv.get(key, 0))
                 agg["max_lag_us"] = max(agg["max_lag_us"], int(iv.get("max_lag_us", 0)))
                 agg["errors"].update({str(k): int(v) for k, v in (iv.get("errors") or {}).items()})
             except (TypeError, ValueError, AttributeError):
@@ -278,8 +290,19 @@ def merge_interval_counts(shards: list[Shard]) -> dict[int, dict[str, Any]]:
     return merged
 
 
-def _interval_pct(hist: HdrHistogram) -> dict[str, Any]:
-    return {k: v for k, v in results.percentiles(hist).items() if k in INTERVAL_PCT}
+def interval_percentiles(hist: HdrHistogram) -> dict[str, int]:
+    """p50 .. max as results.percentiles() gives them, in one pass and without the mean.
+
+    hdrh's get_mean_value() walks every bucket in Python (20-100 ms a
+    histogram); an interval record has no mean, so it is not paid per second.
+    """
+    if not hist.get_total_count():
+        return {name: 0 for name in INTERVAL_PCT}
+    wanted = {name: p for name, p in results.PERCENTILES if name in INTERVAL_PCT}
+    values = hist.get_percentile_to_value_dict(list(wanted.values()))
+    out = {name: values[p] for name, p in wanted.items()}
+    out["max"] = hist.get_max_value()
+    return out
 
 
 def build_intervals(counts: dict[int, dict[str, Any]],
@@ -298,10 +321,10 @@ def build_intervals(counts: dict[int, dict[str, Any]],
         rec = {"t": float(k), "duration": round(duration, 3), "requests": agg["requests"],
                "connections": agg["connections"], "errors": dict(agg["errors"]),
                "late_starts": agg["late_starts"], "max_lag_us": agg["max_lag_us"],
-               "latency_us": _interval_pct(total)}
+               "latency_us": interval_percentiles(total)}
         corrected = hists.get("corrected", {}).get(k)
         if corrected and corrected[1].get_total_count():
-            rec["corrected_latency_us"] = _interval_pct(corrected[1])
+            rec["corrected_latency_us"] = interval_percentiles(corrected[1])
         out.append(rec)
     return out
 
@@ -338,7 +361,9 @@ def build_summary(shards: list[Shard], intervals: list[dict[str, Any]],
     requests = sum(iv["requests"] for iv in intervals)
     connections = sum(iv["connections"] for iv in intervals)
     errors = results.merge_error_counts(iv["errors"] for iv in intervals)
-    load = shards[0].data["scenario"].get("load") or {}
+    scenario = shards[0].data.get("scenario")
+    load = scenario.get("load") if isinstance(scenario, dict) else None
+    load = load if isinstance(load, dict) else {}
     open_model = load.get("model") == "open"
     summary: dict[str, Any] = {
         "duration_s": round(duration, 3),
@@ -495,7 +520,7 @@ def merge_runs(folders: list[Path], out: Path, max_clock_skew: float = 1.0) -> r
     for m in metrics:
         total = results.new_histogram()
         for _, h in hists[m].values():
-            total.add(h)
+            add_histogram(total, h)
         totals[m] = total
     data = build_result(shards, t0, intervals, build_summary(shards, intervals, totals))
     csvs = {name: merge_csv(shards, name, column)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from tcpstress import __version__, results
-from tcpstress.load.processes import IntervalMerger, WorkerFailure, WorkerPool, interval_record
+from tcpstress.load.processes import IntervalMerger, WorkerFailure, WorkerPool
 from tcpstress.scenario import Scenario, ScenarioError, resolve_target
 
 SERVER_ARGV = [sys.executable, "-m", "tcpstress", "serve"]
@@ -428,7 +428,7 @@ def _collect(pool: WorkerPool, merger: IntervalMerger, hlogs: dict, live: LiveLi
             if live:
                 live.show(agg, merger.count)
             # Stream: a crash from here on loses at most this second.
-            meta_now = dict(meta, intervals=[interval_record(a, 1.0) for a in merger.final], summary={})
+            meta_now = dict(meta, intervals=merger.final, summary={})
             results.RunResult(data=meta_now).save(out_dir)
     if drain:
         upto = max([w.last_interval for w in pool.workers] + [-1])
@@ -439,7 +439,7 @@ def _collect(pool: WorkerPool, merger: IntervalMerger, hlogs: dict, live: LiveLi
 
 def _result_data(meta: dict, merger: IntervalMerger, s: Scenario, pool: WorkerPool | None,
                  server: BuiltinServer | None, sampler_summary: dict) -> dict:
-    intervals = [interval_record(a, 1.0) for a in merger.final]
+    intervals = merger.final
     duration = sum(iv["duration"] for iv in intervals)
     requests = sum(iv["requests"] for iv in intervals)
     connections = sum(iv["connections"] for iv in intervals)

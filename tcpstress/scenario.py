@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import math
+import os
 import re
 import socket
 import tomllib
@@ -151,7 +152,7 @@ class Load:
     ramp: float = 0.0  # open: rate ramps up linearly; closed: connections start one after another
     duration: float = 10.0
     warmup: float = 0.0
-    workers: int = 1
+    workers: int = 0  # generator processes; 0: one per CPU (at most one per connection)
     max_requests: int = 0  # 0: bounded by duration only
 
 
@@ -298,7 +299,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[Any], bool] | None, str]]] = {
         "ramp": ("duration", _float_range(0, 86400), "0s to 24h"),
         "duration": ("duration", _float_range(0.1, 86400), "0.1s to 24h"),
         "warmup": ("duration", _float_range(0, 3600), "0s to 1h"),
-        "workers": ("int", _int_range(1, 256), "1 to 256"),
+        "workers": ("int", _int_range(0, 256), "0 (one per CPU) to 256"),
         "max_requests": ("int", _int_range(0, 10**12), "0 (no limit) or more"),
     },
     "connection": {
@@ -469,6 +470,8 @@ def build(raw: dict[str, Any], where: str = "<flags>") -> Scenario:
             raise ScenarioError(f"{where}: unknown key {key!r}{_did_you_mean(key, choices)}; "
                                 f"allowed: {', '.join(choices)}")
 
+    if not values["load"].get("workers"):
+        values["load"]["workers"] = max(1, min(os.cpu_count() or 1, values["load"].get("connections", Load.connections)))
     server_given = "server" in raw
     server_vals = dict(values["server"])
     if server_given and "builtin" not in server_vals:

@@ -200,7 +200,7 @@ class IntervalMerger:
     def __init__(self, interval_count: int):
         self.count = interval_count
         self.pending: dict[int, dict] = {}
-        self.final: list[dict] = []
+        self.final: list[dict] = []  # result.json interval records, in order
         self.hists = {m: results.new_histogram() for m in results.METRICS}
         self.next_final = 0
 
@@ -230,7 +230,11 @@ class IntervalMerger:
                 "max_lag_us": 0, "partial": None, "h": {m: results.new_histogram() for m in results.METRICS}}
             for metric, h in agg["h"].items():
                 self.hists[metric].add(h)
-            self.final.append(agg)
+            # Keep the result.json record, not the histograms: four of them a
+            # second (~180 KB each at this range and precision) made a
+            # 90-second run's runner hold 165 MB. The caller writes them to
+            # the .hlog files right away.
+            self.final.append(interval_record(agg, 1.0))
             out.append(agg)
             self.next_final += 1
         return out

@@ -1,0 +1,26 @@
+#!/usr/bin/env python3
+"""`make bench`: every benchmark, each printing ratios against a peer measured in the same run."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+STEPS = [
+    ("load speed against wrk and hey (nginx, 1 worker)", [str(HERE / "bench_load.py")]),
+    ("60,000 held connections and memory per connection", [str(HERE / "bench_connections.py")]),
+    ("state counting cost against ss (needs root)", [str(HERE / "bench_sampler.py")]),
+    ("soak: generator memory over time (2 minutes; --minutes 10 for the full soak)",
+     [str(HERE / "soak.py"), "--minutes", "2"]),
+]
+
+failed = 0
+for title, argv in STEPS:
+    print(f"\n=== {title}", flush=True)
+    if "sampler" in argv[0] and os.geteuid() != 0:
+        print("skipped: needs root (network namespaces)")
+        continue
+    failed += subprocess.run([sys.executable, *argv]).returncode != 0
+sys.exit(1 if failed else 0)
