@@ -408,6 +408,48 @@ def profiles(profiles_file):
 
 
 @cli.command()
+@click.argument("folders", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="the merged run folder (must not exist or be empty)")
+@click.option("--max-clock-skew", type=float, default=1.0, show_default=True,
+              help="refuse shards whose measured phases started further apart (seconds)")
+def merge(folders, out, max_clock_skew):
+    """Combine shard run folders (run --shard I/N) into one run: exact histogram merge."""
+    from tcpstress.merge import MergeError, merge_runs
+    from tcpstress.results import ResultError
+    from tcpstress.summary import format_summary
+
+    try:
+        result = merge_runs(list(folders), out, max_clock_skew=max_clock_skew)
+    except (MergeError, ResultError) as e:
+        fail(str(e))
+    click.echo(format_summary(result))
+    if not _report_after_run([out], out):
+        sys.exit(1)
+    click.echo(f"results: {out}")
+
+
+@cli.command()
+@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path),
+              help="gallery folder (default: reports/<time>-gallery)")
+def gallery(out):
+    """Every TCP state of the article, reproduced in the lab, in one report (a few minutes; root)."""
+    from datetime import datetime, timezone
+
+    from tcpstress.lab.netns import check_lab_capability
+
+    missing = check_lab_capability()
+    if missing:
+        fail(f"the gallery runs in the lab, but {missing}")
+    from tcpstress.gallery import run_gallery
+
+    out = out or Path("reports") / f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-gallery"
+    _check_output_dir(out)
+    run_gallery(out, progress=lambda m: click.echo(m, err=True))
+    click.echo(f"results: {out}")
+
+
+@cli.command()
 @click.argument("name", required=False)
 def explain(name):
     """What a TCP state, sysctl knob or kernel counter means, with its value here now."""

@@ -227,6 +227,9 @@ class Engine:
     def connected(self, slot: Slot) -> None:
         end = self.now()
         self.rec.connected(end, end - slot.t_conn)
+        if self.model == "closed" and not self.budget_left():
+            self.close_socket(slot)  # the run ended (or max_requests was reached) while connecting
+            return
         self.send_request(slot)
 
     def send_request(self, slot: Slot) -> None:
