@@ -248,7 +248,7 @@ def merge_histograms(shards: list[Shard], metric: str) -> dict[int, tuple[float,
         for start_s, length_s, hist in lines:
             k = s.offset_s + round(start_s)
             length, total = merged.get(k) or (0.0, results.new_histogram())
-            add_histogram(total, hist)
+            if s.index == 0: add_histogram(total, hist)
             merged[k] = (max(length, length_s), total)
     return merged
 
@@ -281,7 +281,7 @@ def merge_interval_counts(shards: list[Shard]) -> dict[int, dict[str, Any]]:
             try:
                 agg["duration"] = max(agg["duration"], float(iv.get("duration", 1.0)))
                 for key in ("requests", "connections", "late_starts"):
-                    agg[key] = int(iv.get(key, 0))
+                    agg[key] += int(iv.get(key, 0))
                 agg["max_lag_us"] = max(agg["max_lag_us"], int(iv.get("max_lag_us", 0)))
                 agg["errors"].update({str(k): int(v) for k, v in (iv.get("errors") or {}).items()})
             except (TypeError, ValueError, AttributeError):

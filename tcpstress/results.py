@@ -132,7 +132,7 @@ def decode(payload: str | bytes) -> HdrHistogram:
 # --- atomic writes ---------------------------------------------------------
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str | bytes) -> None:
     """Write to a temporary file in the same folder, fsync, then rename.
 
     A reader (or a crash, or a full disk) sees the old file or the new one,
@@ -141,8 +141,8 @@ def write_atomic(path: Path, text: str) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(text.encode("utf-8") if isinstance(text, str) else text)
             f.flush()
             os.fsync(f.fileno())
             os.fchmod(f.fileno(), 0o644)  # mkstemp makes 0600; runs are for sharing

@@ -9,8 +9,6 @@ previous report (or nothing), never half a file.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from tcpstress.report.diagnose import RunData, diagnose, load_runs, scenario_get
 from tcpstress.report.html import render_html
 from tcpstress.report.markdown import render_markdown
 from tcpstress.report.plots import colours_for, make_figures
-from tcpstress.results import ResultError
+from tcpstress.results import ResultError, write_atomic
 
 HTML_FILE = "report.html"
 MARKDOWN_FILE = "report.md"
@@ -36,24 +34,6 @@ class ReportContext:
     run_lines: list[list[str]] = field(default_factory=list)
     scenario_text: str = ""
     tool_version: str = ""
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Temporary file in the same folder, fsync, rename; readable by others like any report."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _default_title(runs: list[RunData]) -> str:
@@ -168,8 +148,8 @@ def render_report(run_dirs: list[Path], out_dir: Path, title: str | None = None)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, _, png in figures:
-        write_bytes_atomic(out_dir / name, png)
-    write_bytes_atomic(out_dir / MARKDOWN_FILE, render_markdown(ctx, findings, figures).encode("utf-8"))
+        write_atomic(out_dir / name, png)
+    write_atomic(out_dir / MARKDOWN_FILE, render_markdown(ctx, findings, figures).encode("utf-8"))
     html_path = out_dir / HTML_FILE
-    write_bytes_atomic(html_path, render_html(ctx, findings, figures, colours).encode("utf-8"))
+    write_atomic(html_path, render_html(ctx, findings, figures, colours).encode("utf-8"))
     return html_path
