@@ -63,7 +63,6 @@ from tcpstress import results
 # them different workloads.
 SCENARIO_FIELDS_ALLOWED_TO_DIFFER = frozenset({"source"})
 
-INTERVAL_PCT = ("p50", "p90", "p99", "p99.9", "max")
 
 
 class MergeError(ValueError):
@@ -248,20 +247,9 @@ def merge_histograms(shards: list[Shard], metric: str) -> dict[int, tuple[float,
         for start_s, length_s, hist in lines:
             k = s.offset_s + round(start_s)
             length, total = merged.get(k) or (0.0, results.new_histogram())
-            if s.index == 0: add_histogram(total, hist)
+            results.add_histogram(total, hist)
             merged[k] = (max(length, length_s), total)
     return merged
-
-
-def add_histogram(into: HdrHistogram, other: HdrHistogram) -> None:
-    """into += other, skipping empty ones.
-
-    hdrh's add() takes min(into.get_min_value(), other.get_min_value()) after
-    updating the count, and get_min_value() is 0 for an empty histogram: adding
-    an empty histogram to an empty one pins the minimum at 0 for good.
-    """
-    if other.get_total_count():
-        into.add(other)
 
 
 def _empty_interval() -> dict[str, Any]:
@@ -290,21 +278,6 @@ def merge_interval_counts(shards: list[Shard]) -> dict[int, dict[str, Any]]:
     return merged
 
 
-def interval_percentiles(hist: HdrHistogram) -> dict[str, int]:
-    """p50 .. max as results.percentiles() gives them, in one pass and without the mean.
-
-    hdrh's get_mean_value() walks every bucket in Python (20-100 ms a
-    histogram); an interval record has no mean, so it is not paid per second.
-    """
-    if not hist.get_total_count():
-        return {name: 0 for name in INTERVAL_PCT}
-    wanted = {name: p for name, p in results.PERCENTILES if name in INTERVAL_PCT}
-    values = hist.get_percentile_to_value_dict(list(wanted.values()))
-    out = {name: values[p] for name, p in wanted.items()}
-    out["max"] = hist.get_max_value()
-    return out
-
-
 def build_intervals(counts: dict[int, dict[str, Any]],
                     hists: dict[str, dict[int, tuple[float, HdrHistogram]]]) -> list[dict[str, Any]]:
     """One result.json interval per merged second, in the runner's layout."""
@@ -321,10 +294,10 @@ def build_intervals(counts: dict[int, dict[str, Any]],
         rec = {"t": float(k), "duration": round(duration, 3), "requests": agg["requests"],
                "connections": agg["connections"], "errors": dict(agg["errors"]),
                "late_starts": agg["late_starts"], "max_lag_us": agg["max_lag_us"],
-               "latency_us": interval_percentiles(total)}
+               "latency_us": results.interval_percentiles(total)}
         corrected = hists.get("corrected", {}).get(k)
         if corrected and corrected[1].get_total_count():
-            rec["corrected_latency_us"] = interval_percentiles(corrected[1])
+            rec["corrected_latency_us"] = results.interval_percentiles(corrected[1])
         out.append(rec)
     return out
 
@@ -520,7 +493,7 @@ def merge_runs(folders: list[Path], out: Path, max_clock_skew: float = 1.0) -> r
     for m in metrics:
         total = results.new_histogram()
         for _, h in hists[m].values():
-            add_histogram(total, h)
+            results.add_histogram(total, h)
         totals[m] = total
     data = build_result(shards, t0, intervals, build_summary(shards, intervals, totals))
     csvs = {name: merge_csv(shards, name, column)

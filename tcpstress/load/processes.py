@@ -229,7 +229,7 @@ class IntervalMerger:
                 "i": self.next_final, "requests": 0, "connections": 0, "errors": Counter(), "late_starts": 0,
                 "max_lag_us": 0, "partial": None, "h": {m: results.new_histogram() for m in results.METRICS}}
             for metric, h in agg["h"].items():
-                self.hists[metric].add(h)
+                results.add_histogram(self.hists[metric], h)
             # Keep the result.json record, not the histograms: four of them a
             # second (~180 KB each at this range and precision) made a
             # 90-second run's runner hold 165 MB. The caller writes them to
@@ -243,14 +243,12 @@ class IntervalMerger:
 def interval_record(agg: dict, duration: float) -> dict:
     """The result.json form of one merged interval."""
     length = agg["partial"] if agg["partial"] is not None else duration
-    total = agg["h"]["total"]
-    lat = {k: v for k, v in results.percentiles(total).items() if k in ("p50", "p90", "p99", "p99.9", "max")}
+    lat = results.interval_percentiles(agg["h"]["total"])
     rec = {"t": float(agg["i"]), "duration": round(length, 3), "requests": agg["requests"],
            "connections": agg["connections"], "errors": dict(agg["errors"]), "late_starts": agg["late_starts"],
            "max_lag_us": agg["max_lag_us"], "latency_us": lat}
     if agg["h"]["corrected"].get_total_count():
-        rec["corrected_latency_us"] = {k: v for k, v in results.percentiles(agg["h"]["corrected"]).items()
-                                       if k in ("p50", "p90", "p99", "p99.9", "max")}
+        rec["corrected_latency_us"] = results.interval_percentiles(agg["h"]["corrected"])
     return rec
 
 

@@ -134,8 +134,20 @@ class RunData:
         return seen
 
     def side_ns(self, side: str) -> str:
-        """The namespace that holds the client's (or server's) sockets."""
-        return side if side in self.namespaces else "host"
+        """The namespace that holds the client's (or server's) sockets.
+
+        A merged shard run labels them "HOST:client" (or "HOST:host"); the
+        rules then look at the first shard's, which is a lower bound on what
+        all shards held together.
+        """
+        names = self.namespaces
+        for wanted in (side, "host"):
+            if wanted in names:
+                return wanted
+            prefixed = [n for n in names if n.endswith(":" + wanted)]
+            if prefixed:
+                return prefixed[0]
+        return "host"
 
     # -- sampler series
 

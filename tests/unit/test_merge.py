@@ -424,7 +424,7 @@ def test_an_empty_second_does_not_pin_the_minimum_at_zero(tmp_path):
 @given(st.lists(st.integers(1, 5_000_000), min_size=0, max_size=200))
 @settings(max_examples=40, deadline=None)
 def test_interval_percentiles_match_the_runners(values):
-    from tcpstress.merge import interval_percentiles
+    from tcpstress.results import interval_percentiles
 
     h = hist_of(values)
     full = results.percentiles(h)
