@@ -156,7 +156,7 @@ def run(scenario_file, target, out, quiet, shard, start_at, **kwargs):
             ctx.start_at = runner.parse_start_at(start_at)
         runner.check_fd_limit(scenario, ctx.shard[1] if ctx.shard else 1)
     except ScenarioError as e:
-        fail(str(e))
+        fail(_name_flags(str(e), overrides))
     out = out or runner.default_run_dir(scenario)
     live = sys.stderr if (not quiet and sys.stderr.isatty()) else None
     _check_output_dir(out)

@@ -132,7 +132,7 @@ def test_open_file_limit_too_low_is_refused_up_front(tmp_path):
     def low_limit():
         resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
 
-    proc = subprocess.run([sys.executable, "-m", "tcpstress", "run", "--builtin-server", "--connections", "1000",
+    proc = subprocess.run([sys.executable, "-m", "tcpstress", "run", "--builtin-server", "--connections", "1000", "--workers", "1",
                            "--out", tmp_path / "x"], cwd=ROOT, capture_output=True, text=True,
                           preexec_fn=low_limit, timeout=60)
     assert proc.returncode == 2
