@@ -3,7 +3,10 @@
 The runner builds one fault per lab run (`make_fault(scenario.fault, lab,
 port)`), calls `prepare()` before the load starts, `start()` at t0 +
 fault.at from a timer thread, and `stop()` after fault.lasts or at the end of
-the run; stop() returns a JSON-able record that lands in result.json.
+the run; stop() returns a JSON-able record that lands in result.json (what
+was done, and nftables' count of dropped packets or the flood's sent count).
+A packet-filter fault at 0 s is loaded by prepare() already: loaded by the
+timer at t0 it would race the first connects, which start at t0 too.
 
 Kinds and the TCP state each one produces (measured on Linux 6.18 over the
 lab's veth pair; the scenario files cite the numbers):
@@ -22,10 +25,13 @@ lab's veth pair; the scenario files cite the numbers):
   server, in LAST_ACK, answers that retransmission with a bare ACK, which
   gets through, so the client moves on to FIN_WAIT2 and stays there until
   tcp_fin_timeout, while the server retransmits its FIN from LAST_ACK until
-  tcp_orphan_retries gives up. When the server closes first, it is the server
-  that waits in FIN_WAIT1, and once the client's own FIN arrives (its FIN
-  still unacknowledged) the server is in CLOSING: a simultaneous close made
-  deterministic.
+  tcp_orphan_retries gives up. When the server closes first, its response
+  and its FIN leave in one segment, which is dropped: the server waits in
+  FIN_WAIT1, the client gets no response and, at its request timeout,
+  closes; the client's FIN reaches a server whose own FIN is still
+  unacknowledged, and the server is in CLOSING: a simultaneous close made
+  deterministic. The server's bare ACK of that FIN passes, and the client
+  waits in FIN_WAIT2.
 - partition: the SERVER namespace drops every packet from and to the client
   addresses: a peer that vanished without a FIN or RST. Idle connections
   notice only through TCP keep-alive (ETIMEDOUT after tcp_keepalive_time +
@@ -51,8 +57,8 @@ from typing import Any, Protocol
 
 from tcpstress.lab.flood import (
     INIT_NET_INODE,
-    FloodRefused,
     MAX_SECONDS,
+    FloodRefused,
     flood_argv,
     parse_flood_output,
     spoof_network,
@@ -63,9 +69,7 @@ FAULT_KINDS = ("syn_flood", "drop_syn", "drop_fin", "partition")
 TABLE = "tcpstress_fault"
 TABLE_FAMILY = "inet"
 NFT_TIMEOUT_S = 15.0
-FLOOD_STOP_S = 10.0
-# A flood with no `lasts` runs until the run ends (stop() sends SIGTERM); this
-# only bounds it should that SIGTERM never come.
+FLOOD_STOP_S = 10.0  # how long stop() waits for the flooder's count after SIGTERM
 _LAB_NS_NAME = re.compile(r"tcpstress-[A-Za-z0-9_]{1,32}-\d{1,3}-[cs]")
 
 
@@ -108,8 +112,7 @@ def check_lab_namespace(name: str, netns_dir: Path = NETNS_DIR) -> None:
         there = _ns_id(path)
     except OSError:
         raise FaultError(f"namespace {name!r} does not exist ({path}): faults run only inside a live lab") from None
-    host_like = {("self", _safe_id("/proc/self/ns/net")), ("pid 1", _safe_id("/proc/1/ns/net"))}
-    for who, ident in host_like:
+    for who, ident in (("this process", _safe_id("/proc/self/ns/net")), ("PID 1", _safe_id("/proc/1/ns/net"))):
         if ident == there:
             raise FaultError(f"namespace {name!r} is the host's own network namespace ({who}'s): refusing "
                              f"to change packet filtering there")
@@ -229,8 +232,8 @@ def counted_packets(listing: str) -> int:
 
 def _ip(namespace: str, args: list[str]) -> None:
     check_lab_namespace(namespace)
-    proc = subprocess.run(["ip", "netns", "exec", namespace, "ip", *args], capture_output=True, text=True,
-                          timeout=NFT_TIMEOUT_S)
+    proc = subprocess.run(["ip", "netns", "exec", namespace, "ip", *args], check=False, capture_output=True,
+                          text=True, timeout=NFT_TIMEOUT_S)
     if proc.returncode != 0:
         detail = (proc.stderr.strip().splitlines() or ["no message"])[0]
         raise FaultError(f"ip {' '.join(args)} in {namespace} failed: {detail}")
@@ -241,7 +244,7 @@ def _nft(namespace: str, args: list[str], stdin: str | None = None) -> str:
     if shutil.which("nft") is None:
         raise FaultError("the `nft` command is missing (Debian package nftables): lab faults need it")
     try:
-        proc = subprocess.run(["ip", "netns", "exec", namespace, "nft", *args], input=stdin,
+        proc = subprocess.run(["ip", "netns", "exec", namespace, "nft", *args], input=stdin, check=False,
                               capture_output=True, text=True, timeout=NFT_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise FaultError(f"nft {' '.join(args)} in {namespace} did not finish in {NFT_TIMEOUT_S:.0f} s") from None
@@ -269,8 +272,8 @@ class NftFault:
         _nft(self.namespace, ["-c", "-f", "-"], self.ruleset)
         if self.from_the_start:
             # A fault at 0 s loaded by the timer at t0 races the first
-            # connects, which start at t0 too (measured: 52 of 20 closed-model
-            # connections' requests got through a drop_syn loaded that way).
+            # connects, which start at t0 too (measured: 52 requests of a
+            # 20-connection run got through a drop_syn loaded that way).
             self.start()
 
     def start(self) -> None:
@@ -302,6 +305,8 @@ class SynFlood:
         self.spoof = spec.spoof
         _lab_namespace(lab, "client")
         _lab_namespace(lab, "server")
+        # Without `lasts` the flood runs until the run ends (stop() sends
+        # SIGTERM); its own bound only matters should that SIGTERM never come.
         max_seconds = spec.lasts if spec.lasts else min(MAX_SECONDS, spec.packets / spec.rate + 1.0)
         try:
             self.argv = flood_argv(lab.server_addr, _check_port(port), spec.spoof, spec.rate, spec.packets,
