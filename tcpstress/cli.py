@@ -432,21 +432,30 @@ def merge(folders, out, max_clock_skew):
 @cli.command()
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path),
               help="gallery folder (default: reports/<time>-gallery)")
-def gallery(out):
+@click.option("--full", is_flag=True, help="every variant of every state scenario (about 6 minutes)")
+def gallery(out, full):
     """Every TCP state of the article, reproduced in the lab, in one report (a few minutes; root)."""
     from datetime import datetime, timezone
 
+    from tcpstress.gallery import GalleryError, run_gallery
     from tcpstress.lab.netns import check_lab_capability
 
     missing = check_lab_capability()
     if missing:
         fail(f"the gallery runs in the lab, but {missing}")
-    from tcpstress.gallery import run_gallery
-
     out = out or Path("reports") / f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-gallery"
     _check_output_dir(out)
-    run_gallery(out, progress=lambda m: click.echo(m, err=True))
+    try:
+        result = run_gallery(out, quick=not full, progress=lambda m: click.echo(m, err=True))
+    except GalleryError as e:
+        fail(str(e))
+    for line in result.lines():
+        click.echo(line)
+    if result.report:
+        click.echo(f"report: {result.report}")
     click.echo(f"results: {out}")
+    if result.failures or result.missing():
+        sys.exit(1)
 
 
 @cli.command()

@@ -25,14 +25,15 @@ result.json (format "tcpstress-result/1"):
         {"t": 0.0, "duration": 1.0,            # seconds since measurement start
          "requests": 1234, "connections": 1234,
          "errors": {"EADDRNOTAVAIL": 3},
-         "late_starts": 0, "max_lag_us": 0,
+         "started": 0, "late_starts": 0, "max_lag_us": 0,
          "latency_us": {"p50": 80, "p90": 120, "p99": 300, "p99.9": 900, "max": 1200}}
       ],
       "summary": {
         "duration_s": 10.0, "requests": 12340, "connections": 12340,
         "requests_per_s": 1234.0, "connections_per_s": 1234.0,
         "errors": {"EADDRNOTAVAIL": 3}, "error_total": 3,
-        "intended_rate": null | 1000.0, "late_starts": 0, "max_lag_us": 0,
+        "intended_rate": null | 1000.0, "started": 0, "late_starts": 0, "max_lag_us": 0,
+        "kept_up": true (open model only: started >= 99% of the schedule, <= 1% late),
         "latency_us": {"total": PCT, "connect": PCT, "ttfb": PCT, "corrected": PCT | absent},
         "states": {"client": {"TIME_WAIT": {"peak": 1000, "final": 998}, ...}, ...},
         "counters": {"client": {"TcpExtListenOverflows": 0, ...}, ...},

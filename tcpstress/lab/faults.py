@@ -61,7 +61,7 @@ from tcpstress.lab.flood import (
     FloodRefused,
     flood_argv,
     parse_flood_output,
-    spoof_network,
+    prepare_syn_sink,
 )
 from tcpstress.lab.netns import DEFAULT_PREFIX, LAB_NETWORK, NETNS_DIR, LabError
 
@@ -230,15 +230,6 @@ def counted_packets(listing: str) -> int:
 # Running nft inside a lab namespace
 
 
-def _ip(namespace: str, args: list[str]) -> None:
-    check_lab_namespace(namespace)
-    proc = subprocess.run(["ip", "netns", "exec", namespace, "ip", *args], check=False, capture_output=True,
-                          text=True, timeout=NFT_TIMEOUT_S)
-    if proc.returncode != 0:
-        detail = (proc.stderr.strip().splitlines() or ["no message"])[0]
-        raise FaultError(f"ip {' '.join(args)} in {namespace} failed: {detail}")
-
-
 def _nft(namespace: str, args: list[str], stdin: str | None = None) -> str:
     check_lab_namespace(namespace)
     if shutil.which("nft") is None:
@@ -316,21 +307,13 @@ class SynFlood:
         self.proc: subprocess.Popen | None = None
 
     def prepare(self) -> None:
-        """The route that makes SYN-ACKs to the spoofed range vanish (see prepare_syn_sink).
-
-        The same routes as tcpstress.lab.flood.prepare_syn_sink, set with the
-        `ip` command: pyroute2's IPRoute(netns=...) forks a child that runs
-        Python, which deadlocked (a lock held by another thread at fork time)
-        once the runner's sampler and pipe-reader threads were running.
-        """
+        """The routes that make SYN-ACKs to the spoofed range vanish (see prepare_syn_sink)."""
+        _lab_namespace(self.lab, "server")
+        _lab_namespace(self.lab, "client")
         try:
-            network = spoof_network(self.spoof)
+            prepare_syn_sink(self.lab, self.spoof)
         except FloodRefused as e:
             raise FaultError(f"syn_flood: {e}") from None
-        if network.overlaps(ipaddress.ip_network(str(self.lab.subnet))):
-            raise FaultError(f"syn_flood: spoof range {network} overlaps the lab's own subnet {self.lab.subnet}")
-        _ip(_lab_namespace(self.lab, "server"), ["route", "add", str(network), "via", self.lab.client_addrs[0]])
-        _ip(_lab_namespace(self.lab, "client"), ["route", "add", "blackhole", str(network)])
 
     def start(self) -> None:
         self.proc = self.lab.popen("client", self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -371,13 +371,12 @@ def prepare_syn_sink(lab: Any, spoof_cidr: str = DEFAULT_SPOOF_CIDR) -> None:
     the server's reverse path for the range is the veth the SYNs came in on,
     so rp_filter (strict or loose) lets them through.
     """
-    from pyroute2 import IPRoute
+    from tcpstress.lab.netns import with_iproute
 
     network = spoof_network(spoof_cidr)
     if network.overlaps(ipaddress.ip_network(str(lab.subnet))):
         raise FloodRefused(f"spoof range {network} overlaps the lab's own subnet {lab.subnet}")
-    with IPRoute(netns=lab.server_ns, flags=0) as ipr:
-        ipr.route("add", dst=str(network), gateway=lab.client_addrs[0])
+    with_iproute(lab.server_ns, lambda ipr: ipr.route("add", dst=str(network), gateway=lab.client_addrs[0]))
     lab.add_blackhole_route("client", str(network))
 
 

@@ -390,7 +390,7 @@ class Lab:
         self.__exit__(None, None, None)
 
     def _build(self) -> None:
-        from pyroute2 import IPRoute, netns
+        from pyroute2 import netns
 
         for name in (self.client_ns, self.server_ns):
             if namespace_exists(name):
@@ -403,7 +403,7 @@ class Lab:
             netns.create(name)
         # The pair is born inside the client namespace with its peer in the
         # server namespace: no host interface, so no name clash between runs.
-        with IPRoute(netns=self.client_ns, flags=0) as ipr:
+        def client_side(ipr: Any) -> None:
             ipr.link(
                 "add",
                 ifname=self.client_if,
@@ -411,8 +411,10 @@ class Lab:
                 peer={"ifname": self.server_if, "net_ns_fd": self.server_ns},
             )
             _bring_up(ipr, self.client_if, self.client_addrs, self.subnet.prefixlen)
-        with IPRoute(netns=self.server_ns, flags=0) as ipr:
-            _bring_up(ipr, self.server_if, [self.server_addr], self.subnet.prefixlen)
+
+        with_iproute(self.client_ns, client_side)
+        with_iproute(self.server_ns, lambda ipr: _bring_up(ipr, self.server_if, [self.server_addr],
+                                                           self.subnet.prefixlen))
 
     def _teardown(self) -> list[str]:
         if self._state == "closed":
@@ -478,14 +480,27 @@ class Lab:
         "blackhole" drops silently, "unreachable" and "prohibit" fail sends with
         an error. The SYN-flood lab uses it so replies to spoofed sources vanish.
         """
-        from pyroute2 import IPRoute
-
         self._require_up()
         if kind not in ("blackhole", "unreachable", "prohibit"):
             raise LabError(f"route kind {kind!r}: must be blackhole, unreachable or prohibit")
         network = _check_lab_cidr(cidr)
-        with IPRoute(netns=self.namespace(side), flags=0) as ipr:
-            ipr.route("add", dst=str(network), type=kind)
+        with_iproute(self.namespace(side), lambda ipr: ipr.route("add", dst=str(network), type=kind))
+
+
+def with_iproute(name: str, function: Callable[[Any], T]) -> T:
+    """function(IPRoute()) with a netlink socket opened inside namespace `name`.
+
+    Not IPRoute(netns=...): that forks a helper process, and a fork taken
+    while other threads run (the sampler, the worker pipe readers) can
+    deadlock in the child, as it did once for 12 minutes.
+    """
+    from pyroute2 import IPRoute
+
+    def work() -> T:
+        with IPRoute() as ipr:
+            return function(ipr)
+
+    return run_in_netns(name, work)
 
 
 def _bring_up(ipr: Any, ifname: str, addresses: Sequence[str], prefixlen: int) -> None:

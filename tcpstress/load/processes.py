@@ -209,11 +209,12 @@ class IntervalMerger:
         agg = self.pending.get(i)
         if agg is None:
             agg = self.pending[i] = {"i": i, "requests": 0, "connections": 0, "errors": Counter(),
-                                     "late_starts": 0, "max_lag_us": 0, "partial": None,
+                                     "started": 0, "late_starts": 0, "max_lag_us": 0, "partial": None,
                                      "h": {m: results.new_histogram() for m in results.METRICS}}
         agg["requests"] += msg["requests"]
         agg["connections"] += msg["connections"]
         agg["errors"].update(msg["errors"])
+        agg["started"] += msg.get("started", 0)
         agg["late_starts"] += msg.get("late_starts", 0)
         agg["max_lag_us"] = max(agg["max_lag_us"], msg.get("max_lag_us", 0))
         if msg.get("partial") is not None:
@@ -226,7 +227,8 @@ class IntervalMerger:
         out = []
         while self.next_final <= min(last_index, self.count - 1):
             agg = self.pending.pop(self.next_final, None) or {
-                "i": self.next_final, "requests": 0, "connections": 0, "errors": Counter(), "late_starts": 0,
+                "i": self.next_final, "requests": 0, "connections": 0, "errors": Counter(), "started": 0,
+                "late_starts": 0,
                 "max_lag_us": 0, "partial": None, "h": {m: results.new_histogram() for m in results.METRICS}}
             for metric, h in agg["h"].items():
                 results.add_histogram(self.hists[metric], h)
@@ -245,7 +247,8 @@ def interval_record(agg: dict, duration: float) -> dict:
     length = agg["partial"] if agg["partial"] is not None else duration
     lat = results.interval_percentiles(agg["h"]["total"])
     rec = {"t": float(agg["i"]), "duration": round(length, 3), "requests": agg["requests"],
-           "connections": agg["connections"], "errors": dict(agg["errors"]), "late_starts": agg["late_starts"],
+           "connections": agg["connections"], "errors": dict(agg["errors"]), "started": agg["started"],
+           "late_starts": agg["late_starts"],
            "max_lag_us": agg["max_lag_us"], "latency_us": lat}
     if agg["h"]["corrected"].get_total_count():
         rec["corrected_latency_us"] = results.interval_percentiles(agg["h"]["corrected"])

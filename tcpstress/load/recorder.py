@@ -22,6 +22,7 @@ class IntervalCounts:
     requests: int = 0
     connections: int = 0
     errors: Counter = field(default_factory=Counter)
+    started: int = 0  # open model: operations begun in this second
     late_starts: int = 0
     max_lag_us: int = 0
     latency: dict = field(default_factory=lambda: {m: Counter() for m in METRICS})
@@ -35,7 +36,8 @@ class IntervalCounts:
                 hists[metric] = results.encode(h)
         return {
             "type": "interval", "i": index, "requests": self.requests, "connections": self.connections,
-            "errors": dict(self.errors), "late_starts": self.late_starts, "max_lag_us": self.max_lag_us,
+            "errors": dict(self.errors), "started": self.started, "late_starts": self.late_starts,
+            "max_lag_us": self.max_lag_us,
             "h": hists,
         }
 
@@ -94,7 +96,10 @@ class Recorder:
     def started(self, now: float, lag_s: float, late_threshold_s: float) -> None:
         """An open-model operation began `lag_s` after its intended start."""
         b = self._bucket(now)
-        if b is not None and lag_s > late_threshold_s:
+        if b is None:
+            return
+        b.started += 1
+        if lag_s > late_threshold_s:
             b.late_starts += 1
             lag_us = int(lag_s * 1e6)
             if lag_us > b.max_lag_us:
