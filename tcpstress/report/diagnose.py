@@ -647,7 +647,9 @@ def rule_accept_queue_overflow(run: RunData, runs: list[RunData]) -> list[Findin
     server = run.side_ns("server")
     overflows = run.counter("TcpExtListenOverflows", server)
     drops = run.counter("TcpExtListenDrops", server)
-    if overflows == 0 and drops == 0:
+    # ListenDrops also counts every SYN dropped by a full SYN queue; only
+    # ListenOverflows says the accept queue itself was full.
+    if overflows == 0:
         return []
     backlog, somaxconn, limit = accept_queue_limit(run)
     abort = run.sysctl("net.ipv4.tcp_abort_on_overflow", "server")
@@ -1055,10 +1057,7 @@ def comparison_rows(runs: Iterable[RunData | RunResult]) -> list[dict[str, Any]]
     for run in (as_run_data(r) for r in runs):
         lat = run.latency_us("total")
         corrected = run.latency_us("corrected")
-        peaks = {
-            state: {ns: run.peak(state, ns) for ns in run.namespaces}
-            for state in ("TIME_WAIT", "SYN_RECV", "CLOSE_WAIT", "ESTABLISHED")
-        }
+        peaks = {state: {ns: run.peak(state, ns) for ns in run.namespaces} for state in PEAK_STATES}
         gen = run.cpu("generator")[1]
         tgt = run.cpu("target")[1]
         rows.append({
@@ -1099,13 +1098,21 @@ def _cell_peak(per_ns: dict[str, int]) -> str:
     return f"{peak:,}" + (f" ({ns})" if ns != "host" else "")
 
 
+# The states a side-by-side table may show (each only when some run held it),
+# in the order of a connection's life.
+PEAK_STATES = ("SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "CLOSING", "TIME_WAIT",
+               "CLOSE_WAIT", "LAST_ACK")
+
+
 def comparison_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """Headers and text cells for the rows; counters (and states other than TIME_WAIT) that
     stayed at zero in every run are left out."""
     counters = [c for c in KEY_COUNTERS if any(r["counters"].get(c) for r in rows)]
     error_names = sorted({n for r in rows for n in r["errors"]})
-    # TIME_WAIT always has a column; the other states only when some run held them.
-    states = ["TIME_WAIT"] + [s for s in ("SYN_RECV", "CLOSE_WAIT") if any(any(r["peaks"][s].values()) for r in rows)]
+    # TIME_WAIT always has a column; the other states only when some run held them
+    # (ESTABLISHED only then too: every run holds some, so it needs a reason).
+    states = ["TIME_WAIT"] + [s for s in PEAK_STATES if s not in ("TIME_WAIT", "ESTABLISHED")
+                              and any(any(r["peaks"].get(s, {}).values()) for r in rows)]
     corrected = any(r["p99_corrected_ms"] is not None for r in rows)
     headers = ["variant", "req/s", "conn/s", "errors", "error %", "p50 ms", "p99 ms", "p99.9 ms"]
     headers += ["corrected p99 ms"] if corrected else []
