@@ -993,8 +993,41 @@ def rule_incomplete_run(run: RunData, runs: list[RunData]) -> list[Finding]:
     return findings
 
 
+FAULT_EFFECTS = {
+    "syn_flood": ("spoofed SYNs from {spoof} at {rate:,.0f}/s were sent at the server",
+                  ["net.ipv4.tcp_syncookies", "net.ipv4.tcp_max_syn_backlog", "net.core.somaxconn",
+                   "net.ipv4.tcp_synack_retries"]),
+    "drop_syn": ("the server namespace silently dropped every SYN to the target port, so connect() waited "
+                 "through its SYN retransmits", ["net.ipv4.tcp_syn_retries"]),
+    "drop_fin": ("the client namespace dropped every incoming segment that carried a FIN, so closes could not "
+                 "complete (FIN_WAIT1/FIN_WAIT2 on the client, LAST_ACK or CLOSING on the server)",
+                 ["net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_orphan_retries"]),
+    "partition": ("the server namespace dropped everything from the client: a peer that vanished; only TCP "
+                  "keep-alive probes (or a request timeout) can notice",
+                  ["net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_keepalive_intvl", "net.ipv4.tcp_keepalive_probes"]),
+}
+
+
+def rule_injected_fault(run: RunData, runs: list[RunData]) -> list[Finding]:
+    """Say what the lab did to the network: the errors that follow are its effect, not the server's fault."""
+    fault = run.result.data.get("fault")
+    if not fault or fault.get("kind") in (None, "none") or fault["kind"] not in FAULT_EFFECTS:
+        return []
+    effect, knobs = FAULT_EFFECTS[fault["kind"]]
+    when = f"from t={fault.get('at', 0):g} s" + (f" for {fault['lasts']:g} s" if fault.get("lasts") else " to the end")
+    text = f"Injected on purpose ({fault['kind']}, {when}): " + effect.format(
+        spoof=fault.get("spoof", "?"), rate=float(fault.get("rate") or 0)) + "."
+    evidence = {k: v for k, v in fault.items() if isinstance(v, (int, float, str, bool)) and k != "kind"}
+    if fault.get("error"):
+        text += f" The fault itself reported a problem: {fault['error']}."
+    if run.errors:
+        text += " Errors in this run: " + ", ".join(f"{n} {c:,}" for n, c in run.errors.items()) + "."
+    return [Finding("info", f"Lab fault: {fault['kind']}", text, evidence, knobs, run.label, "injected_fault")]
+
+
 RULES: tuple[Rule, ...] = (
     rule_incomplete_run,
+    rule_injected_fault,
     rule_port_exhaustion,
     rule_accept_queue_overflow,
     rule_syn_queue,
@@ -1110,7 +1143,7 @@ def comparison_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[s
     counters = [c for c in KEY_COUNTERS if any(r["counters"].get(c) for r in rows)]
     error_names = sorted({n for r in rows for n in r["errors"]})
     # TIME_WAIT always has a column; the other states only when some run held them
-    # (ESTABLISHED only then too: every run holds some, so it needs a reason).
+    # ESTABLISHED is left out: every run holds some.
     states = ["TIME_WAIT"] + [s for s in PEAK_STATES if s not in ("TIME_WAIT", "ESTABLISHED")
                               and any(any(r["peaks"].get(s, {}).values()) for r in rows)]
     corrected = any(r["p99_corrected_ms"] is not None for r in rows)

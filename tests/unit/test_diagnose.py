@@ -93,8 +93,9 @@ def test_exactly_the_expected_rules_fire(name):
 
 def test_every_rule_fires_on_some_fixture():
     fired = {rule for expected in EXPECTED.values() for rule, _ in expected}
-    # rule_refused_or_reset yields two rule names; rule_incomplete_run is covered below.
-    assert len(fired) >= len(RULES) - 1
+    # rule_refused_or_reset yields two rule names; rule_incomplete_run and
+    # rule_injected_fault are covered below.
+    assert len(fired) >= len(RULES) - 2
 
 
 def test_findings_are_well_formed():
@@ -438,3 +439,19 @@ def test_diagnose_is_pure():
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'matplotlib', 'trio', 'click'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("kind,knob", [("drop_syn", "net.ipv4.tcp_syn_retries"),
+                                       ("partition", "net.ipv4.tcp_keepalive_time"),
+                                       ("syn_flood", "net.ipv4.tcp_syncookies")])
+def test_an_injected_fault_is_named_so_its_errors_are_not_blamed_on_the_server(tmp_path, kind, knob):
+    folder = tmp_path / "run"
+    shutil.copytree(RUNS / "clean", folder)
+    assert not [f for f in diagnose([load_run(folder)]) if f.rule == "injected_fault"]
+    data = json.loads((folder / "result.json").read_text())
+    data["fault"] = {"kind": kind, "at": 1.0, "lasts": 0.0, "rate": 2000.0, "spoof": "198.19.0.0/16",
+                     "started": True}
+    (folder / "result.json").write_text(json.dumps(data))
+    (finding,) = [f for f in diagnose([load_run(folder)]) if f.rule == "injected_fault"]
+    assert finding.severity == "info" and kind in finding.title and "t=1 s" in finding.text
+    assert knob in finding.knobs
