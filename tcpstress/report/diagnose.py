@@ -623,7 +623,11 @@ def rule_port_exhaustion(run: RunData, runs: list[RunData]) -> list[Finding]:
             + (f"; tcp_tw_reuse is {tw_reuse} here" if tw_reuse is not None else "")
             + ". "
         )
-    clean = [o for o in runs if o is not run and o.requests > 0 and o.error_count(is_addr) == 0]
+    # Only variants of the same scenario are a like-for-like comparison (a
+    # gallery report holds several scenarios).
+    same = run.result.data.get("name")
+    clean = [o for o in runs if o is not run and o.requests > 0 and o.error_count(is_addr) == 0
+             and o.result.data.get("name") == same]
     if clean:
         evidence["variants_without"] = [o.label for o in clean]
         described = [_describe_variant(run, o) for o in clean]
@@ -866,8 +870,18 @@ def rule_timeouts(run: RunData, runs: list[RunData]) -> list[Finding]:
     advice = ("Look for SYN-queue drops or accept-queue overflow on the server. Without the tool's own timeout, "
               "a connect() to a silent peer hangs until tcp_syn_retries is exhausted "
               f"({syn_retries if syn_retries is not None else 6} here; 6 → about 127 s).")
+    knobs = ["net.ipv4.tcp_syn_retries", "net.ipv4.tcp_synack_retries"]
+    keepalive = scenario_get(run, "connection.so_keepalive")
+    if keepalive and timeouts.get("ETIMEDOUT"):
+        # With SO_KEEPALIVE, ETIMEDOUT on an idle connection is the probes giving up.
+        kt, ki, kp = (run.sysctl(f"net.ipv4.tcp_keepalive_{k}", "client") for k in ("time", "intvl", "probes"))
+        text += (f" The connections had SO_KEEPALIVE on: ETIMEDOUT on an idle connection is the keep-alive "
+                 f"probes going unanswered, after tcp_keepalive_time + intvl × probes = {kt} + {ki} × {kp} s.")
+        advice = ("A peer that vanished is noticed after tcp_keepalive_time + tcp_keepalive_intvl × "
+                  "tcp_keepalive_probes (7200 + 75 × 9 s by default); lower them to notice sooner.")
+        knobs = ["net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_keepalive_intvl", "net.ipv4.tcp_keepalive_probes"]
     return [Finding("critical" if run.error_pct >= 1 else "warning", "Timeouts", text, evidence,
-                    ["net.ipv4.tcp_syn_retries", "net.ipv4.tcp_synack_retries"], run.label, "timeouts", advice)]
+                    knobs, run.label, "timeouts", advice)]
 
 
 def _saturation(run: RunData, role: str) -> tuple[float, float, int] | None:
