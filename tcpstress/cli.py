@@ -249,8 +249,8 @@ def _compare(scenario_file, variant_names, out, quiet, overrides) -> None:
     live = sys.stderr if (not quiet and sys.stderr.isatty()) else None
     code = 0
     try:
-        comparison = runner.run_comparison(scenario, out, names, live=live,
-                                           progress=lambda m: click.echo(m, err=True))
+        runner.run_comparison(scenario, out, names, live=live,
+                              progress=lambda m: click.echo(m, err=True))
     except ScenarioError as e:
         fail(str(e))
     except runner.RunInterrupted as e:

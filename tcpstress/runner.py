@@ -246,7 +246,7 @@ def check_fd_limit(s: Scenario, shard_count: int = 1) -> None:
 
     from tcpstress.load.worker import FD_MARGIN
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     limit = hard if hard != resource.RLIM_INFINITY else 1 << 20
     parts = s.load.workers * shard_count
     per_worker = math.ceil(s.load.connections / parts)
@@ -509,20 +509,21 @@ def run_comparison(scenario: Scenario, out_dir: Path, variant_names: list[str] |
     import json
     import secrets
 
+    # Everything that can be refused is checked before the folder is made.
     variants = pick_variants(scenario, variant_names)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     profiles = _variant_profiles(scenario, variants) if scenario.lab else {}
     if not scenario.lab:
         for v in variants:
             if v.profile or v.client or v.server:
                 raise ScenarioError(f"{scenario.source} [variants.{v.name}]: sysctl profiles run only in the lab: "
                                     f"set lab = true (needs root), or remove profile/client_sysctls/server_sysctls")
+    for v in variants:
+        check_fd_limit(scenario.with_variant(v))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     run_id = secrets.token_hex(3)
     comparison = {"format": COMPARISON_FORMAT, "scenario": scenario.name, "lab": scenario.lab,
                   "variants": [v.name for v in variants], "runs": {}, "run_id": run_id}
-    for v in variants:
-        check_fd_limit(scenario.with_variant(v))
     for index, v in enumerate(variants):
         sc = scenario.with_variant(v)
         run_dir = out_dir / v.name

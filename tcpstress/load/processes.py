@@ -10,7 +10,6 @@ notes it by name with its last counts and goes on.
 from __future__ import annotations
 
 import json
-import os
 import queue
 import signal
 import subprocess

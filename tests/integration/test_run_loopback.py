@@ -112,3 +112,17 @@ def test_bad_input_is_one_line_and_exit_2(args, needle, tmp_path):
     assert len(lines) == 1 and needle in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("variant,needle", [
+    ('client_sysctls = { tcp_tw_reuse = 1 }', "sysctl profiles run only in the lab"),
+    ('connection = { keepalive = "maybe" }', "connection.keepalive: expected true or false"),
+])
+def test_compare_refuses_bad_variants_before_writing_anything(tmp_path, variant, needle):
+    scenario = tmp_path / "s.toml"
+    scenario.write_text('[target]\nhost = "127.0.0.1"\nport = 0\n[server]\nbuiltin = true\n'
+                        f'[variants.a]\n[variants.b]\n{variant}\n')
+    proc = run_cli("compare", scenario, "--out", tmp_path / "out")
+    assert proc.returncode == 2, proc.stderr
+    assert needle in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
