@@ -365,9 +365,7 @@ class Engine:
     def close_connection(self, slot: Slot, server_closing: bool) -> bool:
         """Close the way the scenario says: client FIN, RST, or wait for the server's FIN.
         True when the connection is closed now."""
-        if self.close_mode == "reset":
-            slot.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
-        elif self.close_mode == "server" or server_closing:
+        if self.close_mode != "reset" and (self.close_mode == "server" or server_closing):
             slot.state = DRAINING
             slot.deadline = self.now() + self.request_timeout
             # The FIN often came in the same batch as the answer: under edge
@@ -385,6 +383,14 @@ class Engine:
 
     def close_socket(self, slot: Slot) -> None:
         if slot.sock is not None:
+            if self.close_mode == "reset":
+                # Every close of a reset run sends RST, also the ones cut off by
+                # the end or an error: a FIN would leave the TIME_WAIT that
+                # close = "reset" promises not to.
+                try:
+                    slot.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
+                except OSError:
+                    pass
             self.by_fd.pop(slot.fd, None)
             self.closed_in_batch.add(slot.fd)
             slot.sock.close()  # closing also removes it from the epoll set
