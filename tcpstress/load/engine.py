@@ -185,7 +185,7 @@ class Engine:
         # only requests larger than a segment need TCP_NODELAY, and skipping the
         # setsockopt saves a syscall per connection.
         self.nodelay = len(self.req_keep) > 1200
-        # (when, seq, slot, action): slots waiting for their ramp start or their think time
+        # (when, seq, slot): slots waiting for their ramp start or the end of their think time
         self.wakeups: list = []
         self.wakeup_seq = itertools.count()
 
