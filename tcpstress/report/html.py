@@ -169,13 +169,15 @@ def _knobs(runs: list[RunData]) -> str:
 def _variants(ctx: ReportContext, colours: dict[str, str]) -> str:
     if len(ctx.runs) < 2:
         return ""
-    first = ctx.runs[0].label
+    names = {r.result.data.get("name") for r in ctx.runs}
+    against = (f"differs from {ctx.runs[0].label} in" if len(names) == 1
+               else "differs from the first run of its scenario in")
     rows = []
     for run, (described, differs) in zip(ctx.runs, ctx.variant_notes):
         rows.append(f'<tr><td class="l">{_swatch(colours[run.label])}{escape(run.label)}</td>'
                     f'<td class="l">{escape(described)}</td><td class="l">{escape(differs)}</td></tr>')
     return ('<div class="scroll"><table><thead><tr><th class="l">run</th><th class="l">description</th>'
-            f'<th class="l">differs from {escape(first)} in</th></tr></thead><tbody>{"".join(rows)}</tbody>'
+            f'<th class="l">{escape(against)}</th></tr></thead><tbody>{"".join(rows)}</tbody>'
             "</table></div>")
 
 

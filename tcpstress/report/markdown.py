@@ -42,7 +42,9 @@ def render_markdown(ctx: "ReportContext", findings: list[Finding], figures: list
     out += [" · ".join(f"**{k}** {v}" for k, v in ctx.facts), ""]
     if len(ctx.runs) > 1:
         rows = [[r.label, described, differs] for r, (described, differs) in zip(ctx.runs, ctx.variant_notes)]
-        out += md_table(["run", "description", f"differs from {ctx.runs[0].label} in"], rows, left=3)
+        mixed = len({r.result.data.get("name") for r in ctx.runs}) > 1
+        against = "differs from the first run of its scenario in" if mixed else f"differs from {ctx.runs[0].label} in"
+        out += md_table(["run", "description", against], rows, left=3)
         out.append("")
     out += ["## Findings", ""]
     if findings:

@@ -46,8 +46,10 @@ def _default_title(runs: list[RunData]) -> str:
         run = runs[0]
         variant = run.result.data.get("variant")
         return f"{names[0]} ({variant})" if variant else names[0]
+    if len(names) > 1:  # several scenarios: their runs are listed just below the title
+        return " + ".join(names)
     labels = ", ".join(r.label for r in runs)
-    return f"{' + '.join(names)}: {labels}"
+    return f"{names[0]}: {labels}"
 
 
 def _describe_load(run: RunData) -> list[tuple[str, str]]:
@@ -90,7 +92,13 @@ def _describe_load(run: RunData) -> list[tuple[str, str]]:
 def build_context(runs: list[RunData], title: str | None) -> ReportContext:
     first = runs[0]
     data = first.result.data
-    facts = _describe_load(first)
+    # A report over several scenarios (the gallery) has no one load or
+    # description to show, and runs compare only with their own scenario.
+    scenarios = {r.result.data.get("name") for r in runs}
+    mixed = len(scenarios) > 1
+    facts = [] if mixed else _describe_load(first)
+    if mixed:
+        facts.append(("scenarios", ", ".join(sorted(str(n) for n in scenarios))))
     durations = sorted({f"{r.summary.get('duration_s', 0):g} s" for r in runs})
     facts.append(("measured", " / ".join(durations)))
     facts.append(("kernel", str(data.get("kernel", "?"))))
@@ -98,11 +106,13 @@ def build_context(runs: list[RunData], title: str | None) -> ReportContext:
     if partial:
         facts.append(("partial", ", ".join(partial)))
     notes = []
+    references: dict = {}
     for run in runs:
-        if run is first:
+        reference = references.setdefault(run.result.data.get("name"), run)
+        if run is reference:
             differs = "(the reference)"
         else:
-            differs = ", ".join(variant_differences(first, run, limit=6)) or "nothing recorded"
+            differs = ", ".join(variant_differences(reference, run, limit=6)) or "nothing recorded"
         notes.append((_variant_description(run), differs))
     run_lines = []
     for run in runs:
@@ -113,7 +123,7 @@ def build_context(runs: list[RunData], title: str | None) -> ReportContext:
     return ReportContext(
         title=title or _default_title(runs),
         runs=runs,
-        description=str(first.scenario.get("description") or ""),
+        description="" if mixed else str(first.scenario.get("description") or ""),
         facts=facts,
         variant_notes=notes,
         run_lines=run_lines,
