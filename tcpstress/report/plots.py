@@ -388,6 +388,24 @@ def plot_summary(runs: list[RunData], colours: dict[str, str]) -> Figure:
 # --- 5. CPU -----------------------------------------------------------------------------
 
 
+def trailing_mean(ts: list[float], vs: list[float], window: float = 1.0) -> list[float]:
+    """Mean of the values in the `window` seconds up to each point.
+
+    CPU time moves in 10 ms clock ticks, so a 100 ms sample reads 0, 10, 20 ...
+    percent; a one-second mean shows the level instead of the quantization.
+    """
+    out: list[float] = []
+    start = 0
+    total = 0.0
+    for i, t in enumerate(ts):
+        total += vs[i]
+        while ts[start] <= t - window:
+            total -= vs[start]
+            start += 1
+        out.append(total / (i - start + 1))
+    return out
+
+
 def plot_cpu(runs: list[RunData], colours: dict[str, str]) -> Figure:
     fig, axes = _grid(2, 1, 2.5)
     for ax, role, title in ((axes[0], "generator", "Generator (tcpstress load workers)"),
@@ -397,7 +415,7 @@ def plot_cpu(runs: list[RunData], colours: dict[str, str]) -> Figure:
         for i, run in enumerate(runs):
             ts, vs = run.cpu(role)
             if ts:
-                ax.plot(ts, vs, color=colours[run.label], linewidth=_width(i, len(runs)))
+                ax.plot(ts, trailing_mean(ts, vs), color=colours[run.label], linewidth=_width(i, len(runs)))
                 drawn = True
                 cores = max(cores, run.cores(role))
         if not drawn:
@@ -409,7 +427,7 @@ def plot_cpu(runs: list[RunData], colours: dict[str, str]) -> Figure:
                         color=LIMIT_STYLE["color"])
         ax.set_ylim(0, 100 * cores * 1.18)
         ax.set_title(title, fontsize=10, loc="left", fontweight="bold")
-        ax.set_ylabel("CPU % (100 = one core)")
+        ax.set_ylabel("CPU %, 1 s mean")
         ax.grid(alpha=0.3)
     axes[1].set_xlabel(TIME_LABEL)
     _run_legend(fig, runs, colours, title="CPU use: a flat line at a core limit means saturated")

@@ -234,3 +234,14 @@ def test_summary_is_bars_for_several_runs_and_tiles_for_one(tw_runs):
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert "8,000" in texts
     png_bytes(fig)
+
+
+def test_cpu_curve_is_a_trailing_one_second_mean():
+    from tcpstress.report.plots import trailing_mean
+
+    ts = [i / 10 for i in range(30)]
+    vs = [0.0, 10.0] * 15  # 100 ms samples of 10 ms ticks: 5% on average
+    smooth = trailing_mean(ts, vs)
+    assert smooth[0] == 0.0 and smooth[1] == 5.0
+    assert all(abs(v - 5.0) < 0.6 for v in smooth[10:])  # the level, not the ticks
+    assert trailing_mean([], []) == []
