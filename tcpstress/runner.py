@@ -417,27 +417,38 @@ def _start_sampler(s: Scenario, ctx: RunContext, out_dir: Path, t0: float, port:
 
 def _collect(pool: WorkerPool, merger: IntervalMerger, hlogs: dict, live: LiveLine | None, meta: dict,
              out_dir: Path, deadline: float, drain: bool = False) -> None:
-    for handle, msg in pool.messages(deadline):
+    """Merge worker messages and close each second once every running worker has passed it.
+
+    With `drain` (stopping early), whatever the workers reported is closed too.
+    """
+    def reported() -> int:
+        return max([w.last_interval for w in pool.workers] + [-1])
+
+    for _, msg in pool.messages(deadline):
         if msg is not None:
             merger.add(msg)
         running = [w.last_interval for w in pool.workers if w.state not in ("done", "died", "fatal")]
-        upto = min(running) if running else merger.count - 1
-        if drain and not running:
-            upto = max([w.last_interval for w in pool.workers] + [-1])
-        for agg in merger.finalize_upto(upto):
-            for metric, writer in hlogs.items():
-                length = agg["partial"] if agg["partial"] is not None else 1.0
-                writer.write(float(agg["i"]), length, agg["h"][metric])
-            if live:
-                live.show(agg, merger.count)
-            # Stream: a crash from here on loses at most this second.
-            meta_now = dict(meta, intervals=merger.final, summary={})
-            results.RunResult(data=meta_now).save(out_dir)
+        if running:
+            upto = min(running)
+        else:
+            upto = reported() if drain else merger.count - 1
+        _close_intervals(merger, upto, hlogs, live, meta, out_dir)
     if drain:
-        upto = max([w.last_interval for w in pool.workers] + [-1])
-        for agg in merger.finalize_upto(upto):
-            for metric, writer in hlogs.items():
-                writer.write(float(agg["i"]), agg["partial"] or 1.0, agg["h"][metric])
+        _close_intervals(merger, reported(), hlogs, None, meta, out_dir)
+
+
+def _close_intervals(merger: IntervalMerger, upto: int, hlogs: dict, live: LiveLine | None, meta: dict,
+                     out_dir: Path) -> None:
+    closed = merger.finalize_upto(upto)
+    for agg in closed:
+        length = agg["partial"] if agg["partial"] is not None else 1.0
+        for metric, writer in hlogs.items():
+            writer.write(float(agg["i"]), length, agg["h"][metric])
+        if live:
+            live.show(agg, merger.count)
+    if closed:
+        # Stream: a crash from here on loses at most the second in progress.
+        results.RunResult(data=dict(meta, intervals=merger.final, summary={})).save(out_dir)
 
 
 def _result_data(meta: dict, merger: IntervalMerger, s: Scenario, pool: WorkerPool | None,
