@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, TextIO
@@ -97,12 +97,7 @@ class BuiltinServer:
         return cls(proc=proc, host=host, port=int(m.group(2)), pid=int(m.group(3)))
 
     def pids(self) -> list[int]:
-        try:
-            import psutil
-            p = psutil.Process(self.pid)
-            return [self.pid] + [c.pid for c in p.children(recursive=True)]
-        except Exception:
-            return [self.pid]
+        return _process_tree(self.pid)
 
     def stop(self) -> dict:
         if self.proc.poll() is None:
@@ -389,7 +384,6 @@ def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = Non
 
 
 def _with_sources(s: Scenario, sources: tuple[str, ...]) -> Scenario:
-    from dataclasses import replace
     return replace(s, connection=replace(s.connection, source_addresses=sources))
 
 
