@@ -170,7 +170,6 @@ class Engine:
         self.interrupted = False
         self.epoll = select.epoll()
         self.by_fd: dict[int, Slot] = {}
-        self.slots: list[Slot] = []
         self.paused: list[Slot] = []
         self.in_flight = 0  # open model: operations started and not finished
         self.queue: collections.deque = collections.deque()  # open keep-alive: (n, intended) waiting for a slot
@@ -533,7 +532,6 @@ class Engine:
         offset = trio.current_time() - self.now()
         capacity = max(1, self.plan.connections)
         self.idle = [Slot(i, self.source_for(i * self.plan.workers + self.plan.index)) for i in range(capacity)]
-        self.slots = list(self.idle)
         for n, intended in self._operations():
             if not self.budget_left():
                 break
@@ -576,15 +574,15 @@ class Engine:
                     nursery.start_soon(self.pump)
                     nursery.start_soon(self.timers)
                     if self.model == "closed":
-                        self.slots = [Slot(i, self.source_for(i * plan.workers + plan.index))
-                                      for i in range(plan.connections)]
+                        slots = [Slot(i, self.source_for(i * plan.workers + plan.index))
+                                 for i in range(plan.connections)]
                         ramp = self.s.load.ramp
-                        for i, slot in enumerate(self.slots):
+                        for i, slot in enumerate(slots):
                             if ramp:
                                 # Connections open one after another over the ramp
                                 # rather than as one burst against the listen backlog.
                                 slot.state = THINKING
-                                self.wake_later(slot, plan.t_start + ramp * i / len(self.slots))
+                                self.wake_later(slot, plan.t_start + ramp * i / len(slots))
                             else:
                                 self.connect(slot)
                                 if i % 64 == 63:
