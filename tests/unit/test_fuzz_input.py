@@ -6,9 +6,11 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tcpstress.scenario import SCHEMA, ScenarioError, build, load_scenario
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**63, 2**63), st.floats(allow_nan=True),
+# TOML has no null, so no None: drawn directly rather than filtered out, which
+# made hypothesis's filter health check fail now and then.
+scalars = st.one_of(st.booleans(), st.integers(-2**63, 2**63), st.floats(allow_nan=True),
                     st.text(max_size=30), st.binary(max_size=8).map(lambda b: b.decode("latin-1")))
-values = st.recursive(scalars.filter(lambda v: v is not None),
+values = st.recursive(scalars,
                       lambda inner: st.one_of(st.lists(inner, max_size=4),
                                               st.dictionaries(st.text(max_size=12), inner, max_size=4)),
                       max_leaves=12)
