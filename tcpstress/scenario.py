@@ -340,6 +340,11 @@ def _is_lab_cidr(text: str) -> bool:
     return net.version == 4 and net.subnet_of(LAB_NETWORK)
 
 
+def _shown(key: str) -> str:
+    """A key from the user as it can go into a one-line message (quoted when it is not printable)."""
+    return key if key.isprintable() else repr(key)
+
+
 def _did_you_mean(word: str, choices: list[str]) -> str:
     close = difflib.get_close_matches(word, choices, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
@@ -460,7 +465,7 @@ def build(raw: dict[str, Any], where: str = "<flags>") -> Scenario:
                 raise ScenarioError(f"{where}: [{key}] must be a table of settings")
             for sub, v in value.items():
                 if sub not in SCHEMA[key]:
-                    raise ScenarioError(f"{where}: unknown key {key}.{sub}{_did_you_mean(sub, list(SCHEMA[key]))}; "
+                    raise ScenarioError(f"{where}: unknown key {key}.{_shown(sub)}{_did_you_mean(sub, list(SCHEMA[key]))}; "
                                         f"allowed in [{key}]: {', '.join(SCHEMA[key])}")
                 values[key][sub] = _check_field(key, sub, v, where, f"{key}.{sub}" in text_keys)
         elif key in SCHEMA[""]:
@@ -499,7 +504,7 @@ def _build_variants(raw: Any, where: str) -> tuple[Variant, ...]:
         raise ScenarioError(f"{where}: [variants] must be a table of [variants.NAME] tables")
     out = []
     for name, spec in raw.items():
-        at = f"{where} [variants.{name}]"
+        at = f"{where} [variants.{_shown(name)}]"
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", name):
             raise ScenarioError(f"{at}: variant names use 1-40 letters, digits, _ . -")
         if not isinstance(spec, dict):
@@ -514,7 +519,7 @@ def _build_variants(raw: Any, where: str) -> tuple[Variant, ...]:
                     raise ScenarioError(f"{at}: {key} must be a table, e.g. {key} = {{ ... }}")
                 for sub, v in value.items():
                     if sub not in SCHEMA[key]:
-                        raise ScenarioError(f"{at}: unknown key {key}.{sub}{_did_you_mean(sub, list(SCHEMA[key]))}")
+                        raise ScenarioError(f"{at}: unknown key {key}.{_shown(sub)}{_did_you_mean(sub, list(SCHEMA[key]))}")
                     _check_field(key, sub, v, at, False)
                     overrides[f"{key}.{sub}"] = v
             elif key in ("client_sysctls", "server_sysctls") and not isinstance(value, dict):
