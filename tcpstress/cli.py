@@ -128,10 +128,13 @@ def _load(scenario_file, target, overrides):
 @click.argument("scenario_file", required=False, type=click.Path(dir_okay=False))
 @click.option("--target", "-t", help="HOST:PORT of the server to load (loopback or lab only)")
 @_run_options
-@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), help="run folder (default: reports/<time>-<name>)")
+@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), help="run folder (default: reports/<time>-<name>; a shard: reports/<start time>-<name>/shard-<I>)")
 @click.option("--quiet", "-q", is_flag=True, help="no live line")
-@click.option("--shard", help="run share I of N (I/N), or `env`: JOB_COMPLETION_INDEX of TCPSTRESS_SHARDS")
-@click.option("--start-at", help="start at this UTC time (ISO 8601), so shards share one schedule")
+@click.option("--shard", help="run share I of N (I/N); `env`: JOB_COMPLETION_INDEX of TCPSTRESS_SHARDS "
+              "(Kubernetes Indexed Job); `compose`: the replica number in this container's name, "
+              "of TCPSTRESS_SHARDS (docker compose --scale)")
+@click.option("--start-at", help="start at this UTC time (ISO 8601), so shards share one schedule; "
+              "an empty value means now")
 def run(scenario_file, target, out, quiet, shard, start_at, **kwargs):
     """Run one scenario (a TOML file, flags, or both) and write a run folder.
 
@@ -140,7 +143,7 @@ def run(scenario_file, target, out, quiet, shard, start_at, **kwargs):
       tcpstress run scenarios/keepalive_vs_churn.toml
       tcpstress run --target 127.0.0.1:8080 --connections 50 --duration 10s --no-keepalive
     """
-    from tcpstress import runner
+    from tcpstress import runner, sharding
     from tcpstress.scenario import ScenarioError
 
     overrides = _overrides(kwargs)
@@ -150,14 +153,21 @@ def run(scenario_file, target, out, quiet, shard, start_at, **kwargs):
     ctx = runner.RunContext()
     try:
         if shard:
-            ctx.shard = runner.parse_shard(shard)
-            runner.check_shard_fits(scenario, ctx.shard)
+            choice = sharding.parse_shard(shard, own_name=lambda: sharding.container_name(scenario.target.host))
+            ctx.shard, ctx.shard_name = choice.pair, choice.name
+            sharding.check_shard_fits(scenario, ctx.shard)
         if start_at:
-            ctx.start_at = runner.parse_start_at(start_at)
+            ctx.start_at = sharding.parse_start_at(start_at)
+        elif shard == "compose" and ctx.shard[1] > 1:
+            # Without a common start the loaders' folders and schedules would not line up.
+            raise ScenarioError(f"--shard compose with {sharding.SHARDS_VARIABLE}={ctx.shard[1]}: needs --start-at "
+                                "(START_AT in docker-compose.yml), the same UTC time for every loader")
         runner.check_fd_limit(scenario, ctx.shard[1] if ctx.shard else 1)
     except ScenarioError as e:
         fail(_name_flags(str(e), overrides))
-    out = out or runner.default_run_dir(scenario)
+    if not out:
+        sharded = ctx.shard is not None and ctx.shard[1] > 1
+        out = sharding.shard_run_dir(scenario, ctx.shard, ctx.start_at) if sharded else runner.default_run_dir(scenario)
     live = sys.stderr if (not quiet and sys.stderr.isatty()) else None
     _check_output_dir(out)
     try:
@@ -367,60 +377,29 @@ def sample(netns, pid, port, interval, duration, out, quiet):
 
 
 @cli.command()
-@click.argument("folders", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path),
-              help="where to write the report (default: the first folder)")
-def report(folders, out):
-    """Re-render the report of saved run or comparison folders (runs nothing)."""
-    from tcpstress.report import diagnose, format_findings, load_runs
-    from tcpstress.report.render import render_report
-    from tcpstress.results import ResultError
-
-    out = out or folders[0]
-    try:
-        runs = load_runs(list(folders))
-        findings = diagnose(runs)
-        path = render_report(list(folders), out)
-    except ResultError as e:
-        fail(str(e))
-    for line in format_findings(findings):
-        click.echo(line)
-    click.echo(f"report: {path}")
-
-
-@cli.command()
-@click.option("--file", "profiles_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="a profiles TOML file (default: the shipped scenarios/profiles.toml)")
-def profiles(profiles_file):
-    """List the tuning profiles and the sysctls each one sets."""
-    from tcpstress.lab.profiles import load_profiles, shipped_profiles
-    from tcpstress.lab.sysctl import ProfileError
-
-    try:
-        found = load_profiles(profiles_file) if profiles_file else shipped_profiles()
-    except (ProfileError, OSError) as e:
-        fail(str(e))
-    for p in found.values():
-        click.echo(f"{p.name}: {p.description}")
-        for side, values in (("client", p.client), ("server", p.server)):
-            for knob, value in values.items():
-                click.echo(f"    {side:<6} {knob} = {value}")
-
-
-@cli.command()
 @click.argument("folders", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="the merged run folder (must not exist or be empty)")
+@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path),
+              help="the merged run folder (must not exist or be empty); "
+                   "default for a folder of shard-<I> folders: its merged/")
 @click.option("--max-clock-skew", type=float, default=1.0, show_default=True,
               help="refuse shards whose measured phases started further apart (seconds)")
 def merge(folders, out, max_clock_skew):
-    """Combine shard run folders (run --shard I/N) into one run: exact histogram merge."""
-    from tcpstress.merge import MergeError, merge_runs
+    """Combine shard run folders (run --shard I/N) into one run: exact histogram merge.
+
+    \b
+    FOLDERS: the shards' run folders, or the one folder that holds them as
+    shard-0, shard-1 ... (what `run --shard` writes without --out).
+    """
+    from tcpstress.merge import MergeError, merge_runs, shard_folders
     from tcpstress.results import ResultError
     from tcpstress.summary import format_summary
 
     try:
-        result = merge_runs(list(folders), out, max_clock_skew=max_clock_skew)
+        folders, parent = shard_folders(list(folders))
+        if out is None and parent is None:
+            raise MergeError("--out is needed: where to write the merged run")
+        out = out or parent / "merged"
+        result = merge_runs(folders, out, max_clock_skew=max_clock_skew)
     except (MergeError, ResultError) as e:
         fail(str(e))
     click.echo(format_summary(result))

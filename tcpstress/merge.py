@@ -47,6 +47,7 @@ import csv
 import io
 import math
 import os
+import re
 import shutil
 import tempfile
 from collections import Counter
@@ -62,6 +63,7 @@ from tcpstress import results
 # Fields of a shard's scenario that may differ between shards without making
 # them different workloads.
 SCENARIO_FIELDS_ALLOWED_TO_DIFFER = frozenset({"source"})
+SHARD_FOLDER = re.compile(r"shard-(\d+)")
 
 
 
@@ -91,6 +93,19 @@ class Shard:
 # --- checks -------------------------------------------------------------------
 
 
+def shard_folders(folders: list[Path]) -> tuple[list[Path], Path | None]:
+    """One folder that is not a run but holds shard-<I> run folders (what `run --shard` writes
+    without --out) stands for them: returns (the folders to merge, that parent or None)."""
+    if len(folders) != 1 or (folders[0] / results.RESULT_FILE).exists() or not folders[0].is_dir():
+        return folders, None
+    parent = folders[0]
+    numbered = sorted((int(m.group(1)), child) for child in parent.iterdir()
+                      if child.is_dir() and (m := SHARD_FOLDER.fullmatch(child.name)))
+    if not numbered:
+        raise MergeError(f"{parent}: not a run folder, and holds no shard-<I> run folders")
+    return [child for _, child in numbered], parent
+
+
 def check_output(out: Path) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise MergeError(f"--out {out}: exists and is not an empty folder; choose a new folder")
@@ -114,7 +129,9 @@ def load_shard(folder: Path, sharded_required: bool) -> Shard:
     if not isinstance(t0, (int, float)) or isinstance(t0, bool) or not math.isfinite(t0):
         raise MergeError(f"{folder}: result.json has no numeric t0_epoch (wall-clock start): "
                          f"written by a tcpstress without shard support, or the run never started")
-    hostname = str(data.get("hostname") or "unknown")
+    # A compose container's hostname is its ID; its name (tcpstress-loader-3) says more.
+    hostname = str(shard.get("name") if isinstance(shard, dict) and shard.get("name") else
+                   data.get("hostname") or "unknown")
     return Shard(folder=folder, result=result, index=index, count=count, hostname=hostname, t0_epoch=float(t0))
 
 

@@ -200,38 +200,8 @@ class RunContext:
     fault_factory: Callable[[int], Any] | None = None  # port -> a lab fault (tcpstress/lab/faults.py)
     target_pids: Callable[[], list[int]] | None = None  # a user's server started by the lab
     shard: tuple[int, int] | None = None  # (index, count): run only this share of the scenario
+    shard_name: str | None = None  # where the index came from: a compose container's name
     start_at: float | None = None  # wall-clock epoch seconds at which the load begins
-
-
-def parse_shard(text: str, environ: dict | None = None) -> tuple[int, int]:
-    """'I/N', or 'env' for JOB_COMPLETION_INDEX (Kubernetes Indexed Job) and TCPSTRESS_SHARDS."""
-    env = os.environ if environ is None else environ
-    if text == "env":
-        index, count = env.get("JOB_COMPLETION_INDEX"), env.get("TCPSTRESS_SHARDS")
-        if index is None or count is None:
-            raise ScenarioError("--shard env: needs JOB_COMPLETION_INDEX and TCPSTRESS_SHARDS in the environment")
-        text = f"{index}/{count}"
-    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
-    if not m or not (0 <= int(m.group(1)) < int(m.group(2)) <= 10_000):
-        raise ScenarioError(f"--shard {text!r}: expected I/N with 0 <= I < N <= 10000, e.g. 0/4")
-    return int(m.group(1)), int(m.group(2))
-
-
-def parse_start_at(text: str, now: float | None = None) -> float:
-    """An ISO 8601 UTC time ('2026-11-28T13:30:00Z') within the next hour -> epoch seconds."""
-    try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ScenarioError(f"--start-at {text!r}: expected an ISO 8601 time such as 2026-11-28T13:30:00Z") from None
-    if when.tzinfo is None:
-        raise ScenarioError(f"--start-at {text!r}: give the time zone, e.g. a trailing Z for UTC")
-    epoch = when.timestamp()
-    now = time.time() if now is None else now
-    if epoch < now - 1.0:
-        raise ScenarioError(f"--start-at {text!r} is {now - epoch:.1f} s in the past")
-    if epoch > now + 3600:
-        raise ScenarioError(f"--start-at {text!r} is more than an hour away")
-    return epoch
 
 
 def check_fd_limit(s: Scenario, shard_count: int = 1) -> None:
@@ -253,12 +223,6 @@ def check_fd_limit(s: Scenario, shard_count: int = 1) -> None:
             f"{s.source}: load.connections = {s.load.connections} "
             f"over {parts} worker process(es) needs {per_worker + FD_MARGIN} open files per worker; "
             f"the limit here is {limit} (hard RLIMIT_NOFILE): {advice}")
-
-
-def check_shard_fits(s: Scenario, shard: tuple[int, int]) -> None:
-    if s.load.model == "closed" and shard[1] * s.load.workers > s.load.connections:
-        raise ScenarioError(f"{s.source}: {shard[1]} shards x {s.load.workers} workers exceed load.connections "
-                            f"({s.load.connections}): every worker needs at least one connection")
 
 
 def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = None,
@@ -287,7 +251,8 @@ def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = Non
         "hostname": socket.gethostname(), "cpu_count": os.cpu_count(), "started_at": utc_stamp(started_at), "ended_at": None,
         "partial": True, "partial_reason": "in progress", "name": s.name, "variant": ctx.variant,
         "scenario": s.to_dict(), "sysctls": ctx.sysctls,
-        "shard": {"index": ctx.shard[0], "count": ctx.shard[1]} if ctx.shard else None,
+        "shard": ({"index": ctx.shard[0], "count": ctx.shard[1],
+                   **({"name": ctx.shard_name} if ctx.shard_name else {})} if ctx.shard else None),
         "start_at": utc_stamp(ctx.start_at) if ctx.start_at else None,
     }
     live_line = LiveLine(live)

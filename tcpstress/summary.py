@@ -35,7 +35,9 @@ def format_summary(result: RunResult) -> str:
                  f"{' (built-in server)' if sc['server']['builtin'] else ''}")
     shard = d.get("shard")
     lines.append(f"  load     {describe_load(sc)}"
-                 + (f"; this is shard {shard['index']}/{shard['count']} of it" if shard else ""))
+                 + (f"; this is shard {shard['index']}/{shard['count']} of it"
+                    + (f" ({shard['name']})" if shard.get("name") else "")
+                    if shard and shard["count"] > 1 else ""))
     lines.append(f"  requests     {s['requests']:>12,}   {s['requests_per_s']:>12,.1f}/s")
     lines.append(f"  connections  {s['connections']:>12,}   {s['connections_per_s']:>12,.1f}/s")
     if s.get("error_total"):

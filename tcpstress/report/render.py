@@ -8,6 +8,8 @@ previous report (or nothing), never half a file.
 
 from __future__ import annotations
 
+import ipaddress
+
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,8 +87,25 @@ def _describe_load(run: RunData) -> list[tuple[str, str]]:
         facts.append(("server", str(scenario_get(run, "server.command"))))
     lab = scenario_get(run, "lab")
     if lab is not None:
-        facts.append(("network", "lab namespaces over veth" if lab else "host (loopback)"))
+        if lab:
+            network = "lab namespaces over veth"
+        elif _loopback(host):
+            network = "loopback"
+        else:
+            # A compose container, or a namespace of the user's: not one the lab made.
+            network = "routed from the generator's own network namespace"
+        shards = run.result.data.get("shards")
+        if isinstance(shards, list) and len(shards) > 1:
+            network += f"; merged from {len(shards)} shards"
+        facts.append(("network", network))
     return facts
+
+
+def _loopback(host: object) -> bool:
+    try:
+        return ipaddress.ip_address(str(host)).is_loopback
+    except ValueError:
+        return str(host) == "localhost"
 
 
 def build_context(runs: list[RunData], title: str | None) -> ReportContext:

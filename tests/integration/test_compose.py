@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from datetime import datetime
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 
@@ -35,7 +36,7 @@ SCENARIO = "scenarios/compose_time_wait.toml"
 LAB_NETWORK = ipaddress.IPv4Network("198.18.0.0/15")
 # Every variable docker-compose.yml reads; cleared so the defaults are what is tested.
 PROFILE_VARIABLES = ("PORT_RANGE", "TW_REUSE", "FIN_TIMEOUT", "RATE", "DURATION", "CLOSE",
-                     "SERVER_CLOSE", "SOMAXCONN")
+                     "SERVER_CLOSE", "SOMAXCONN", "LOADERS", "START_AT")
 
 
 # --------------------------------------------------------------------------
@@ -111,6 +112,20 @@ def only_network(compose: dict) -> tuple[str, ipaddress.IPv4Network]:
     return name, ipaddress.IPv4Network(pool["subnet"])
 
 
+def dynamic_range(compose: dict) -> ipaddress.IPv4Network:
+    """The ip_range Docker gives addresses from to containers without a fixed one (the loaders)."""
+    (network,) = compose["networks"].values()
+    (pool,) = network["ipam"]["config"]
+    return ipaddress.IPv4Network(pool["ip_range"])
+
+
+def service_environment(service: dict) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {str(k): str(v) for k, v in env.items()}
+
+
 def service_address(compose: dict, service: str) -> str:
     network_name, _ = only_network(compose)
     return compose["services"][service]["networks"][network_name]["ipv4_address"]
@@ -178,15 +193,38 @@ def test_two_services_on_one_internal_network_inside_the_lab_range():
     # tcpstress refuses any target outside loopback and 198.18.0.0/15.
     assert subnet.subnet_of(LAB_NETWORK)
     assert compose["networks"][name].get("internal") is True
-    addresses = set()
     for service_name, service in compose["services"].items():
         # Docker refuses every net.* sysctl with the host's network namespace.
         assert "network_mode" not in service, service_name
-        address = ipaddress.IPv4Address(service_address(compose, service_name))
-        assert address in subnet and address not in (subnet.network_address, subnet.network_address + 1,
-                                                     subnet.broadcast_address)  # .1 is the bridge's gateway
-        addresses.add(address)
-    assert len(addresses) == 2
+        assert "container_name" not in service, service_name  # a fixed name cannot be scaled
+    target = ipaddress.IPv4Address(service_address(compose, "target"))
+    assert target in subnet and target not in (subnet.network_address, subnet.network_address + 1,
+                                               subnet.broadcast_address)  # .1 is the bridge's gateway
+    # The loader can be scaled: no fixed address, and the pool Docker hands
+    # addresses from lies inside the subnet and leaves the target's alone.
+    loader_networks = compose["services"]["loader"]["networks"]
+    assert loader_networks == [name] or not (loader_networks.get(name) or {}).get("ipv4_address")
+    pool = dynamic_range(compose)
+    assert pool.subnet_of(subnet) and target not in pool and pool.num_addresses >= 64
+
+
+def test_the_loader_takes_its_share_from_its_name_and_loaders():
+    loader = load_compose()["services"]["loader"]
+    argv = command_of(loader)
+    assert option_value(argv, "--shard") == "compose"
+    assert option_value(argv, "--start-at") == ""  # START_AT unset: start at once
+    assert service_environment(loader)["TCPSTRESS_SHARDS"] == "1"
+    scaled = load_compose({"LOADERS": "4", "START_AT": "2026-11-28T16:00:00Z"})["services"]["loader"]
+    assert service_environment(scaled)["TCPSTRESS_SHARDS"] == "4"
+    assert option_value(command_of(scaled), "--start-at") == "2026-11-28T16:00:00Z"
+
+
+def test_docker_compose_passes_loaders_and_start_at():
+    resolved = _docker_compose_config({"LOADERS": "4", "START_AT": "2026-11-28T16:00:00Z"})
+    loader = resolved["services"]["loader"]
+    assert service_environment(loader)["TCPSTRESS_SHARDS"] == "4"
+    assert option_value(command_of(loader), "--start-at") == "2026-11-28T16:00:00Z"
+    assert dynamic_range(resolved) == dynamic_range(load_compose())
 
 
 def test_sysctls_are_per_namespace_knobs_and_the_defaults_exhaust_ports():
@@ -287,16 +325,23 @@ def _workdir() -> str:
     return [arg for op, arg in _dockerfile_instructions() if op == "WORKDIR"][-1]
 
 
-def test_runs_land_in_the_mounted_reports_folder():
-    from tcpstress import runner
+@pytest.mark.parametrize("env", [{}, {"LOADERS": "3", "START_AT": "2026-11-28T16:00:00Z"}], ids=["one", "scaled"])
+def test_runs_land_in_the_mounted_reports_folder(env):
+    from tcpstress import runner, sharding
 
-    compose = load_compose()
+    compose = load_compose(env)
     loader = compose["services"]["loader"]
     mounts = dict(volume.split(":")[:2] for volume in loader["volumes"])
     assert mounts.get("./reports"), f"./reports is not mounted in the loader: {loader['volumes']}"
     inside = PurePosixPath(mounts["./reports"])
     scenario, params = _load_run_command(command_of(loader))
-    out = params["out"] or runner.default_run_dir(scenario)
+    if env:
+        start = datetime.fromisoformat(env["START_AT"].replace("Z", "+00:00")).timestamp()
+        out = sharding.shard_run_dir(scenario, (2, 3), start)
+        # Every loader of the run writes beside the others, in a folder named by START_AT.
+        assert out.parent.name == "20261128T160000Z-compose_time_wait" and out.name == "shard-2"
+    else:
+        out = params["out"] or runner.default_run_dir(scenario)
     run_dir = PurePosixPath(loader.get("working_dir") or _workdir()) / PurePosixPath(*Path(out).parts)
     assert inside in run_dir.parents, f"the run folder {run_dir} is not under the mounted {inside}"
 

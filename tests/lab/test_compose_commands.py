@@ -13,6 +13,7 @@ and the target's own count of the connections it accepted.
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -25,6 +26,7 @@ from tests.integration.test_compose import (
     command_of,
     load_compose,
     service_address,
+    service_environment,
     sysctls_of,
 )
 
@@ -80,7 +82,7 @@ def _run_compose_services(run_id: str, env: dict[str, str], out: Path, in_netns)
         loader_argv = _lab_argv(command_of(loader), compose_address, lab.server_addr)
         loader_argv += ["--duration", f"{RUN_SECONDS}s", "--out", str(out), "--quiet"]
         run = lab.popen("client", loader_argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                        stdin=subprocess.DEVNULL, text=True)
+                        stdin=subprocess.DEVNULL, text=True, env={**os.environ, **service_environment(loader)})
         stdout, stderr = run.communicate(timeout=180)
         assert run.returncode == 0, f"the loader's command failed ({run.returncode}):\n{stdout}\n{stderr}"
         # TIME_WAIT lasts 60 s: right after a 4 s run every one is still there.

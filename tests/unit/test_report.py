@@ -245,3 +245,23 @@ def test_cpu_curve_is_a_trailing_one_second_mean():
     assert smooth[0] == 0.0 and smooth[1] == 5.0
     assert all(abs(v - 5.0) < 0.6 for v in smooth[10:])  # the level, not the ticks
     assert trailing_mean([], []) == []
+
+
+@pytest.mark.parametrize(("lab", "host", "shards", "expected"), [
+    (True, "198.18.0.1", None, "lab namespaces over veth"),
+    (False, "127.0.0.1", None, "loopback"),
+    (False, "::1", None, "loopback"),
+    # A compose loader reaches its target over the project's network, not loopback.
+    (False, "198.18.200.10", None, "routed from the generator's own network namespace"),
+    (False, "198.18.200.10", [{}, {}, {}], "routed from the generator's own network namespace; merged from 3 shards"),
+])
+def test_the_network_fact_says_where_the_load_went(lab, host, shards, expected):
+    from tcpstress.report.diagnose import RunData
+    from tcpstress.results import RunResult
+
+    data = {"name": "x", "scenario": {"lab": lab, "target": {"host": host, "port": 8080}},
+            "target": {"host": host, "port": 8080}, "summary": {}, "intervals": []}
+    if shards:
+        data["shards"] = shards
+    facts = dict(render_module._describe_load(RunData(result=RunResult(data=data, folder=None))))
+    assert facts["network"] == expected

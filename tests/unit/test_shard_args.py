@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from tcpstress.load import schedule
-from tcpstress.runner import check_shard_fits, parse_shard, parse_start_at
+from tcpstress.sharding import check_shard_fits, parse_shard, parse_start_at
 from tcpstress.scenario import ScenarioError, build
 
 
@@ -21,8 +21,8 @@ def test_shards_times_workers_split_the_schedule_exactly(shards, workers, rate, 
 
 
 def test_parse_shard():
-    assert parse_shard("2/5") == (2, 5)
-    assert parse_shard("env", {"JOB_COMPLETION_INDEX": "3", "TCPSTRESS_SHARDS": "4"}) == (3, 4)
+    assert parse_shard("2/5").pair == (2, 5)
+    assert parse_shard("env", {"JOB_COMPLETION_INDEX": "3", "TCPSTRESS_SHARDS": "4"}).pair == (3, 4)
     for bad in ["5/5", "-1/3", "a/b", "1"]:
         with pytest.raises(ScenarioError):
             parse_shard(bad)
