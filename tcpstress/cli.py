@@ -377,6 +377,47 @@ def sample(netns, pid, port, interval, duration, out, quiet):
 
 
 @cli.command()
+@click.argument("folders", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path),
+              help="where to write the report (default: the first folder)")
+def report(folders, out):
+    """Re-render the report of saved run or comparison folders (runs nothing)."""
+    from tcpstress.report import diagnose, format_findings, load_runs
+    from tcpstress.report.render import render_report
+    from tcpstress.results import ResultError
+
+    out = out or folders[0]
+    try:
+        runs = load_runs(list(folders))
+        findings = diagnose(runs)
+        path = render_report(list(folders), out)
+    except ResultError as e:
+        fail(str(e))
+    for line in format_findings(findings):
+        click.echo(line)
+    click.echo(f"report: {path}")
+
+
+@cli.command()
+@click.option("--file", "profiles_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="a profiles TOML file (default: the shipped scenarios/profiles.toml)")
+def profiles(profiles_file):
+    """List the tuning profiles and the sysctls each one sets."""
+    from tcpstress.lab.profiles import load_profiles, shipped_profiles
+    from tcpstress.lab.sysctl import ProfileError
+
+    try:
+        found = load_profiles(profiles_file) if profiles_file else shipped_profiles()
+    except (ProfileError, OSError) as e:
+        fail(str(e))
+    for p in found.values():
+        click.echo(f"{p.name}: {p.description}")
+        for side, values in (("client", p.client), ("server", p.server)):
+            for knob, value in values.items():
+                click.echo(f"    {side:<6} {knob} = {value}")
+
+
+@cli.command()
 @click.argument("folders", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path),
               help="the merged run folder (must not exist or be empty); "

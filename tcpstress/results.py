@@ -21,6 +21,8 @@ result.json (format "tcpstress-result/1"):
       "name": "keepalive_vs_churn", "variant": "baseline" | null,
       "scenario": {...the resolved scenario, as Scenario.to_dict()...},
       "sysctls": {"client": {"net.ipv4.tcp_tw_reuse": "0", ...}, "server": {...}},
+                                # read back; a run outside the lab: {"host": {...}},
+                                # the namespace it loaded from (read, never written)
       "intervals": [            # one per second of the measured phase
         {"t": 0.0, "duration": 1.0,            # seconds since measurement start
          "requests": 1234, "connections": 1234,

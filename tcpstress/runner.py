@@ -204,6 +204,17 @@ class RunContext:
     start_at: float | None = None  # wall-clock epoch seconds at which the load begins
 
 
+def own_namespace_sysctls() -> dict[str, dict[str, str | None]]:
+    """The knobs of the namespace a non-lab run loads from (this host, or a compose
+    loader's container), read and never written: the findings cite them."""
+    from tcpstress.lab.sysctl import lab_knob_paths, read_sysctls
+
+    try:
+        return {"host": read_sysctls(None, lab_knob_paths())}
+    except OSError:
+        return {}
+
+
 def check_fd_limit(s: Scenario, shard_count: int = 1) -> None:
     """Refuse up front a concurrency the open-file limit cannot hold, with the numbers."""
     import math
@@ -250,7 +261,7 @@ def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = Non
         "format": results.FORMAT, "tool_version": __version__, "kernel": platform.release(),
         "hostname": socket.gethostname(), "cpu_count": os.cpu_count(), "started_at": utc_stamp(started_at), "ended_at": None,
         "partial": True, "partial_reason": "in progress", "name": s.name, "variant": ctx.variant,
-        "scenario": s.to_dict(), "sysctls": ctx.sysctls,
+        "scenario": s.to_dict(), "sysctls": ctx.sysctls or own_namespace_sysctls(),
         "shard": ({"index": ctx.shard[0], "count": ctx.shard[1],
                    **({"name": ctx.shard_name} if ctx.shard_name else {})} if ctx.shard else None),
         "start_at": utc_stamp(ctx.start_at) if ctx.start_at else None,

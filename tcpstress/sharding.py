@@ -24,7 +24,7 @@ import re
 import socket
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tcpstress.scenario import Scenario, ScenarioError
@@ -172,7 +172,7 @@ def check_shard_fits(s: Scenario, shard: tuple[int, int]) -> None:
 
 def stamp(t: float | None = None) -> str:
     """A run folder's time stamp: 20261128T133000Z."""
-    return datetime.fromtimestamp(time.time() if t is None else t, timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return datetime.fromtimestamp(time.time() if t is None else t, UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def shard_run_dir(scenario: Scenario, shard: tuple[int, int], start_at: float | None,

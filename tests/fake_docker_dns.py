@@ -60,7 +60,7 @@ class FakeDockerDns:
                 return
             self.sock.sendto(self.answer(wire), peer)
 
-    def __enter__(self) -> "FakeDockerDns":
+    def __enter__(self) -> FakeDockerDns:
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
         self._thread.start()
         return self

@@ -112,12 +112,17 @@ def _glossary(findings: list[Finding]) -> str:
 
 
 def _evidence_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
     if isinstance(v, float):
         return f"{v:,.1f}" if not v.is_integer() else f"{int(v):,}"
     if isinstance(v, int):
         return f"{v:,}"
     if isinstance(v, list):
-        return ", ".join(map(str, v))
+        return ", ".join(map(_evidence_value, v))
+    if isinstance(v, dict):
+        # A merged run's per-shard evidence: "(shard node-a, EADDRNOTAVAIL 667, ...)".
+        return "(" + ", ".join(f"{k} {_evidence_value(x)}" for k, x in v.items() if x is not None) + ")"
     return str(v).replace("\t", " ")
 
 
@@ -160,7 +165,7 @@ def _comparison(runs: list[RunData], colours: dict[str, str]) -> str:
 def _knobs(runs: list[RunData]) -> str:
     headers, rows, differs = knob_table(runs)
     if not rows:
-        return '<p class="note">No sysctls were read back (a loopback run changes none).</p>'
+        return '<p class="note">No sysctls were read back.</p>'
     classes = ["differs" if d else "" for d in differs]
     note = '<p class="note">Highlighted: knobs whose value differs between runs.</p>' if any(differs) else ""
     return _table(headers, rows, left=2, row_classes=classes) + note

@@ -63,7 +63,7 @@ def render_markdown(ctx: "ReportContext", findings: list[Finding], figures: list
         if any(differs):
             out += ["", "Bold: knobs whose value differs between runs."]
     else:
-        out.append("No sysctls were read back (a loopback run changes none).")
+        out.append("No sysctls were read back.")
     out += ["", "## Figures", ""]
     for name, caption, _ in figures:
         out += [f"![{caption}]({name})", ""]

@@ -217,6 +217,8 @@ def test_the_loader_takes_its_share_from_its_name_and_loaders():
     scaled = load_compose({"LOADERS": "4", "START_AT": "2026-11-28T16:00:00Z"})["services"]["loader"]
     assert service_environment(scaled)["TCPSTRESS_SHARDS"] == "4"
     assert option_value(command_of(scaled), "--start-at") == "2026-11-28T16:00:00Z"
+    # LOADERS alone also sets how many containers compose starts.
+    assert str(loader["scale"]) == "1" and str(scaled["scale"]) == "4"
 
 
 def test_docker_compose_passes_loaders_and_start_at():
@@ -225,6 +227,7 @@ def test_docker_compose_passes_loaders_and_start_at():
     assert service_environment(loader)["TCPSTRESS_SHARDS"] == "4"
     assert option_value(command_of(loader), "--start-at") == "2026-11-28T16:00:00Z"
     assert dynamic_range(resolved) == dynamic_range(load_compose())
+    assert loader["scale"] == 4
 
 
 def test_sysctls_are_per_namespace_knobs_and_the_defaults_exhaust_ports():

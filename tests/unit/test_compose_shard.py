@@ -9,10 +9,11 @@ namespaces.
 from __future__ import annotations
 
 import socket
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tcpstress.scenario import ScenarioError
 from tcpstress.sharding import (
@@ -101,7 +102,7 @@ def test_a_shard_folder_is_named_by_the_common_start(tmp_path):
     from tcpstress.scenario import build
 
     s = build({"name": "tw", "target": {"host": "127.0.0.1", "port": 80}})
-    start = datetime(2026, 11, 18, 8, 26, 40, tzinfo=timezone.utc).timestamp()
+    start = datetime(2026, 11, 18, 8, 26, 40, tzinfo=UTC).timestamp()
     assert shard_run_dir(s, (2, 4), start, tmp_path) == tmp_path / "20261118T082640Z-tw" / "shard-2"
     assert shard_run_dir(s, (0, 4), start, tmp_path).parent == shard_run_dir(s, (3, 4), start, tmp_path).parent
 

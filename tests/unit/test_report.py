@@ -265,3 +265,14 @@ def test_the_network_fact_says_where_the_load_went(lab, host, shards, expected):
         data["shards"] = shards
     facts = dict(render_module._describe_load(RunData(result=RunResult(data=data, folder=None))))
     assert facts["network"] == expected
+
+
+def test_evidence_of_a_merged_run_reads_as_text_not_python():
+    from tcpstress.report.html import _evidence_value
+
+    shards = [{"shard": "tcpstress-loader-1", "EADDRNOTAVAIL": 667, "ports": None, "port_range": "40000-40999"},
+              {"shard": "tcpstress-loader-2", "EADDRNOTAVAIL": 1666, "tcp_tw_reuse": "1"}]
+    assert _evidence_value(shards) == ("(shard tcpstress-loader-1, EADDRNOTAVAIL 667, port_range 40000-40999), "
+                                       "(shard tcpstress-loader-2, EADDRNOTAVAIL 1,666, tcp_tw_reuse 1)")
+    assert _evidence_value({"node-a": 3, "node-b": 0.5}) == "(node-a 3, node-b 0.5)"
+    assert _evidence_value(True) == "yes" and _evidence_value(["a", 1200]) == "a, 1,200"
