@@ -926,16 +926,28 @@ def _ports_per_client(run: RunData, places: list[Place], failures: int,
     else:
         text += f": the clients of {_join([r.place.name for r in hit])} ran out of ephemeral ports. "
 
-    def one(r: _ClientPorts) -> str:
-        part = f"on {r.place.name} {r.holder} peaked at {r.held:,}"
+    def held(r: _ClientPorts) -> str:
+        part = f"{r.holder} peaked at {r.held:,}"
         if r.limit:
             ports, how = r.limit
             part += f" ≈ its whole ip_local_port_range ({how})" if r.held >= 0.8 * ports else f" of {ports:,} ({how})"
+        return part
+
+    def one(r: _ClientPorts) -> str:
+        part = f"on {r.place.name} {held(r)}"
         if r.errors is not None and known:
             part += f", {r.errors:,} EADDRNOTAVAIL" if r.errors else ", no EADDRNOTAVAIL"
         return part
 
-    text += "Every client host has its own ports and its own ip_local_port_range: " + "; ".join(map(one, rows)) + ". "
+    text += "Every client host has its own ports and its own ip_local_port_range: "
+    if len(rows) > 1 and len({(r.holder, r.held, r.limit) for r in rows}) == 1:
+        # Alike but for their errors: say it once.
+        text += f"on each of {_join([r.place.name for r in rows])}, {held(rows[0])}"
+        if known and all(r.errors is not None for r in rows):
+            text += f", with {_join([f'{r.errors:,}' for r in rows])} EADDRNOTAVAIL"
+        text += ". "
+    else:
+        text += "; ".join(map(one, rows)) + ". "
     held_sum = sum(r.held for r in rows)
     if all(r.limit for r in rows):
         ports_sum = sum(r.limit[0] for r in rows if r.limit)
@@ -1845,12 +1857,34 @@ def knob_table(runs: list[RunData]) -> tuple[list[str], list[list[str]], list[bo
                 if (side, knob) not in keys:
                     keys.append((side, knob))
     keys.sort()
+
+    def values_of(side: str, knob: str) -> list[Any]:
+        return [((r.result.data.get("sysctls") or {}).get(side) or {}).get(knob) for r in runs]
+
+    # A merged run repeats every knob once per shard ("node-a:host", "node-b:host"):
+    # one row says it when every shard had the same value; shards that differ keep theirs.
+    shared: dict[tuple[str, str], list[str]] = {}
+    for side, knob in keys:
+        label, sep, base = side.rpartition(":")
+        if sep:
+            shared.setdefault((base, knob), []).append(side)
+    rows_for: dict[tuple[str, str], tuple[str, list[Any]]] = {}
+    for (base, knob), sides in shared.items():
+        columns = [values_of(side, knob) for side in sides]
+        if len(sides) > 1 and all(c == columns[0] for c in columns):
+            rows_for[(sides[0], knob)] = (f"{base}, all {len(sides)} shards", columns[0])
+            for side in sides[1:]:
+                rows_for[(side, knob)] = ("", [])
     headers = ["side", "knob"] + [r.label for r in runs]
     rows, differs = [], []
-    for side, knob in keys:
-        values = [((r.result.data.get("sysctls") or {}).get(side) or {}).get(knob) for r in runs]
-        rows.append([side, knob] + ["–" if v is None else str(v).replace("\t", " ") for v in values])
-        differs.append(len({str(v) for v in values}) > 1)
+    # The values every shard shared first, then each shard's own.
+    for shared_first in (True, False):
+        for side, knob in keys:
+            shown, values = rows_for.get((side, knob), (side, values_of(side, knob)))
+            if not shown or ((side, knob) in rows_for) != shared_first:
+                continue  # said once, on its group's first row
+            rows.append([shown, knob] + ["–" if v is None else str(v).replace("\t", " ") for v in values])
+            differs.append(len({str(v) for v in values}) > 1)
     return headers, rows, differs
 
 

@@ -174,6 +174,16 @@ def test_port_exhaustion_states_each_shards_client_against_its_own_range(tmp_pat
     assert f.severity == "critical"
 
 
+def test_port_exhaustion_says_once_what_alike_clients_held(tmp_path):
+    # Scaled compose loaders: the same range and the same peak on each, only their errors differ.
+    run = merged(tmp_path, [churn_shard(f"loader-{n}", 40000, 40999, 1000, e) for n, e in ((1, 667), (2, 666), (3, 666))])
+    f = one(diagnose([run]), "port_exhaustion")
+    assert ("on each of loader-1, loader-2 and loader-3, TIME_WAIT peaked at 1,000 ≈ its whole "
+            "ip_local_port_range (40000–40999, 1,000 ports), with 667, 666 and 666 EADDRNOTAVAIL.") in f.text
+    assert "on loader-2 TIME_WAIT" not in f.text
+    assert [s["EADDRNOTAVAIL"] for s in f.evidence["shards"]] == [667, 666, 666]
+
+
 def test_port_exhaustion_says_tcp_tw_reuse_differs_between_shards(tmp_path):
     run = merged(tmp_path, [
         churn_shard("node-a", 40000, 40999, 1000, 300),
@@ -325,3 +335,22 @@ def test_generator_saturated_on_one_shard_makes_the_merged_rate_a_lower_bound(tm
 def test_a_clean_merged_run_has_no_findings(tmp_path):
     run = merged(tmp_path, [churn_shard(f"node-{c}", 40000, 40999, 100, 0) for c in "ab"])
     assert diagnose([run]) == []
+
+
+def test_the_knob_table_says_a_shared_value_once_and_keeps_differing_ones(tmp_path):
+    from tcpstress.report.diagnose import RunData, knob_table
+    from tcpstress.results import RunResult
+
+    sysctls = {f"loader-{n}:host": {"net.ipv4.tcp_tw_reuse": "2",
+                                    "net.ipv4.ip_local_port_range": "40000\t40999" if n < 3 else "10000\t65000"}
+               for n in (1, 2, 3)}
+    run = RunData(result=RunResult(data={"name": "m", "sysctls": sysctls, "summary": {}, "intervals": []},
+                                   folder=None))
+    _, rows, differs = knob_table([run])
+    assert rows == [
+        ["host, all 3 shards", "net.ipv4.tcp_tw_reuse", "2"],
+        ["loader-1:host", "net.ipv4.ip_local_port_range", "40000 40999"],
+        ["loader-2:host", "net.ipv4.ip_local_port_range", "40000 40999"],
+        ["loader-3:host", "net.ipv4.ip_local_port_range", "10000 65000"],
+    ]
+    assert differs == [False] * 4
