@@ -524,11 +524,6 @@ def knob(name: str) -> Knob:
     )
 
 
-def describe_knob(name: str) -> str:
-    """One line on what a knob does (its summary); report/diagnose.py looks for this."""
-    return knob(name).summary
-
-
 def _suggest(key: str, candidates: list[str]) -> str:
     close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
     return f" (did you mean {close[0]}?)" if close else ""

@@ -9,16 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from tcpstress.report.diagnose import (
-    Finding,
-    RunData,
-    comparison_rows,
-    comparison_table,
-    diagnose,
-    format_findings,
-    load_run,
-    load_runs,
-)
+from tcpstress.report.diagnose import diagnose, format_findings
+from tcpstress.report.finding import Finding
+from tcpstress.report.rundata import RunData, load_run, load_runs
+from tcpstress.report.tables import comparison_rows, comparison_table
 
 __all__ = [
     "Finding",

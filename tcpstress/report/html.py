@@ -12,7 +12,10 @@ import re
 from html import escape
 from typing import TYPE_CHECKING, Any
 
-from tcpstress.report.diagnose import Finding, RunData, comparison_rows, comparison_table, knob_table, knob_text
+from tcpstress.report.diagnose import knob_text
+from tcpstress.report.finding import Finding
+from tcpstress.report.rundata import RunData
+from tcpstress.report.tables import comparison_rows, comparison_table, knob_table
 
 if TYPE_CHECKING:
     from tcpstress.report.render import ReportContext

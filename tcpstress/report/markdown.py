@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tcpstress.report.diagnose import Finding, comparison_rows, comparison_table, knob_table
+from tcpstress.report.finding import Finding
+from tcpstress.report.tables import comparison_rows, comparison_table, knob_table
 
 if TYPE_CHECKING:
     from tcpstress.report.render import ReportContext

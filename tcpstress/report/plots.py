@@ -1,4 +1,4 @@
-"""The report's figures, drawn with matplotlib from loaded runs (diagnose.RunData).
+"""The report's figures, drawn with matplotlib from loaded runs (rundata.RunData).
 
 Every figure gives a run the same colour (colours_for), so a reader who has
 found "baseline" in one figure finds it in all of them. Each function returns
@@ -20,13 +20,9 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: E402
 
-from tcpstress.report.diagnose import (  # noqa: E402
-    KEY_COUNTERS,
-    RunData,
-    accept_queue_limit,
-    comparison_rows,
-    port_limit,
-)
+from tcpstress.report.limits import accept_queue_limit, port_limit  # noqa: E402
+from tcpstress.report.rundata import RunData  # noqa: E402
+from tcpstress.report.tables import KEY_COUNTERS, comparison_rows  # noqa: E402
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
            "#7f7f7f", "#bcbd22")

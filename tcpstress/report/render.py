@@ -9,15 +9,16 @@ previous report (or nothing), never half a file.
 from __future__ import annotations
 
 import ipaddress
-
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tcpstress.report.diagnose import RunData, diagnose, load_runs, scenario_get, variant_differences
+from tcpstress.report.diagnose import diagnose
 from tcpstress.report.html import render_html
 from tcpstress.report.markdown import render_markdown
 from tcpstress.report.plots import colours_for, make_figures
+from tcpstress.report.rundata import RunData, load_runs, scenario_get
+from tcpstress.report.variants import variant_differences
 from tcpstress.results import ResultError, write_atomic
 
 HTML_FILE = "report.html"

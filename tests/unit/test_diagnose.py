@@ -30,8 +30,8 @@ from tcpstress.report.diagnose import (
     knob_table,
     load_run,
     load_runs,
-    port_range,
 )
+from tcpstress.report.limits import port_range
 from tcpstress.results import ResultError
 
 RUNS = Path(__file__).resolve().parents[1] / "fixtures" / "runs"

@@ -1,0 +1,34 @@
+"""Finding: one diagnosis, and the matchers the rules pick errors by name with.
+
+A module of its own, below both, so that the rule modules and diagnose.py
+(which lists the rules) need not import each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+@dataclass
+class Finding:
+    """One diagnosis: what happened, the numbers that show it, the knobs that matter."""
+
+    severity: str  # "critical" | "warning" | "info"
+    title: str
+    text: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    knobs: list[str] = field(default_factory=list)
+    variant: str | None = None
+    rule: str = ""
+    advice: str = ""  # what to do about it, kept apart from what was seen
+
+
+def _is(*names: str) -> Callable[[str], bool]:
+    wanted = {n.upper() for n in names}
+    return lambda name: name.upper() in wanted
+
+
+def _is_timeout(name: str) -> bool:
+    upper = name.upper()
+    return "TIMEDOUT" in upper or "TIMEOUT" in upper
