@@ -203,27 +203,27 @@ def _check_output_dir(out: Path) -> None:
 def _report_after_run(folders: list[Path], out: Path) -> bool:
     """Print the findings and render the report; a failure here never hides the saved results.
     Returns whether the report was written."""
-    from tcpstress.report import diagnose, format_findings, load_runs
-    from tcpstress.report.render import render_report
+    from tcpstress.report import diagnose, format_findings
+    from tcpstress.report.render import load_report_runs, render_runs
     from tcpstress.results import ResultError
 
     try:
-        findings = diagnose(load_runs(folders))
+        runs = load_report_runs(folders)
+        findings = diagnose(runs)
     except ResultError as e:
         click.echo(f"tcpstress: cannot diagnose: {e}", err=True)
-        findings = []
+        return False
     if findings:
         click.echo("\nfindings:")
         for line in format_findings(findings):
             click.echo(f"  {line}")
     try:
-        path = render_report(folders, out)
+        path = render_runs(runs, findings, out)
         click.echo(f"report: {path}")
         return True
     except (ResultError, OSError, ValueError) as e:
         click.echo(f"tcpstress: could not render the report: {getattr(e, 'strerror', None) or e}", err=True)
         return False
-
 
 
 @cli.command()
@@ -382,15 +382,15 @@ def sample(netns, pid, port, interval, duration, out, quiet):
               help="where to write the report (default: the first folder)")
 def report(folders, out):
     """Re-render the report of saved run or comparison folders (runs nothing)."""
-    from tcpstress.report import diagnose, format_findings, load_runs
-    from tcpstress.report.render import render_report
+    from tcpstress.report import diagnose, format_findings
+    from tcpstress.report.render import load_report_runs, render_runs
     from tcpstress.results import ResultError
 
     out = out or folders[0]
     try:
-        runs = load_runs(list(folders))
+        runs = load_report_runs(list(folders))
         findings = diagnose(runs)
-        path = render_report(list(folders), out)
+        path = render_runs(runs, findings, out)
     except ResultError as e:
         fail(str(e))
     for line in format_findings(findings):

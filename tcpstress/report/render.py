@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tcpstress.report.diagnose import diagnose
+from tcpstress.report.finding import Finding
 from tcpstress.report.html import render_html
 from tcpstress.report.markdown import render_markdown
 from tcpstress.report.plots import colours_for, make_figures
@@ -166,12 +167,22 @@ def render_report(run_dirs: list[Path], out_dir: Path, title: str | None = None)
     Raises ResultError (one line) when a folder is not a run folder or is
     truncated or hand-edited.
     """
+    runs = load_report_runs(run_dirs)
+    return render_runs(runs, diagnose(runs), out_dir, title)
+
+
+def load_report_runs(run_dirs: list[Path]) -> list[RunData]:
+    """The runs of run and comparison folders; ResultError (one line) when there are none."""
     if not run_dirs:
         raise ResultError("no run folders given: pass one or more run or comparison folders")
     runs = load_runs(run_dirs)
     if not runs:
         raise ResultError(f"{run_dirs[0]}: the comparison lists no runs")
-    findings = diagnose(runs)
+    return runs
+
+
+def render_runs(runs: list[RunData], findings: list[Finding], out_dir: Path, title: str | None = None) -> Path:
+    """Write the figures, report.md and report.html of loaded runs and their findings; returns report.html."""
     colours = colours_for(runs)
     figures = make_figures(runs)
     ctx = build_context(runs, title)
