@@ -102,6 +102,8 @@ def load_profiles(path: str | Path) -> dict[str, Profile]:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ProfileError(f"{path}: cannot read profiles: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise ProfileError(f"{path}: not UTF-8 text") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
