@@ -473,7 +473,8 @@ def build_result(shards: list[Shard], t0: float, intervals: list[dict[str, Any]]
         "t0_epoch": t0,
         "start_at": _common(s.data.get("start_at") for s in shards),
         "shard": None,
-        "shards": [{"folder": str(s.folder.resolve()), "hostname": s.hostname, "label": s.label,
+        "shards": [{"folder": str(s.folder.resolve()), "hostname": s.hostname, "netns": s.data.get("netns"),
+                    "label": s.label,
                     "index": s.index, "count": s.count, "t0_epoch": s.t0_epoch, "offset_s": s.offset_s,
                     "start_at": s.data.get("start_at"), "requests": s.result.summary.get("requests"),
                     "partial": bool(s.data.get("partial"))}

@@ -15,7 +15,7 @@ result.json (format "tcpstress-result/1"):
 
     {
       "format": "tcpstress-result/1",
-      "tool_version": "0.1.0", "kernel": "6.x", "hostname": "...",
+      "tool_version": "0.1.0", "kernel": "6.x", "hostname": "...", "netns": "net:[4026531840]",
       "started_at": "2026-11-28T12:00:00Z", "ended_at": "...",
       "partial": false, "partial_reason": null,
       "name": "keepalive_vs_churn", "variant": "baseline" | null,

@@ -204,6 +204,15 @@ class RunContext:
     start_at: float | None = None  # wall-clock epoch seconds at which the load begins
 
 
+def own_netns() -> str | None:
+    """This process's network namespace ("net:[4026531840]"): shards on one hostname may
+    still each have their own (`ip netns exec`), and a merge must not count them as one."""
+    try:
+        return os.readlink("/proc/self/ns/net")
+    except OSError:
+        return None
+
+
 def own_namespace_sysctls() -> dict[str, dict[str, str | None]]:
     """The knobs of the namespace a non-lab run loads from (this host, or a compose
     loader's container), read and never written: the findings cite them."""
@@ -259,7 +268,7 @@ def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = Non
     fault_timer: FaultTimer | None = None
     meta = {
         "format": results.FORMAT, "tool_version": __version__, "kernel": platform.release(),
-        "hostname": socket.gethostname(), "cpu_count": os.cpu_count(), "started_at": utc_stamp(started_at), "ended_at": None,
+        "hostname": socket.gethostname(), "netns": own_netns(), "cpu_count": os.cpu_count(), "started_at": utc_stamp(started_at), "ended_at": None,
         "partial": True, "partial_reason": "in progress", "name": s.name, "variant": ctx.variant,
         "scenario": s.to_dict(), "sysctls": ctx.sysctls or own_namespace_sysctls(),
         "shard": ({"index": ctx.shard[0], "count": ctx.shard[1],

@@ -12,9 +12,12 @@ into one host's limit; a knob that differs between shards is reported as
 differing, never as one shard's value.
 
 Shards that share a hostname (merge labels them "HOST#I": processes on one
-machine) sampled one network namespace: each saw all their sockets and the
-same counters and knobs. They are one Place, whose values are the largest
-any of them saw, not their sum, which would count the same sockets twice.
+machine) and a network namespace (each runner records its own, "netns")
+sampled the same sockets, counters and knobs. They are one Place, whose
+values are the largest any of them saw, not their sum, which would count
+the same sockets twice. Shards on one machine in different namespaces
+(`ip netns exec`) are places of their own; runs from before "netns" was
+recorded count as one namespace per hostname.
 """
 
 from __future__ import annotations
@@ -43,14 +46,16 @@ class Place:
 
 
 def _group_places(run: RunData, namespaces: list[str], side_of: Callable[[str], str]) -> list[Place]:
-    places: dict[tuple[str, str], Place] = {}
+    places: dict[tuple[str, str | None, str], Place] = {}
     for ns in namespaces:
         label, sep, base = ns.rpartition(":")
         if not sep:
-            places[("", ns)] = Place(side_of(ns), [ns])
+            places[("", None, ns)] = Place(side_of(ns), [ns])
             continue
         machine = run.shard_machine(label)
-        place = places.setdefault((machine, base), Place(side_of(base), [], [], machine))
+        # One machine, one namespace, unless the runners recorded different ones.
+        key = (machine, run.shard_netns(label), base)
+        place = places.setdefault(key, Place(side_of(base), [], [], machine))
         place.namespaces.append(ns)
         place.shards.append(label)
     return list(places.values())

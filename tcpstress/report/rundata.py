@@ -142,6 +142,13 @@ class RunData:
                 return str(s["hostname"])
         return re.sub(r"#\d+$", "", label)
 
+    def shard_netns(self, label: str) -> str | None:
+        """The network namespace a shard ran in, as its runner recorded it (None: not recorded)."""
+        for s in self.result.data.get("shards") or []:
+            if isinstance(s, dict) and s.get("label") == label and s.get("netns"):
+                return str(s["netns"])
+        return None
+
     def shard_sysctl(self, knob: str, side: str, label: str) -> str | None:
         """A knob as one shard read it back: never another shard's value, which may differ."""
         sysctls = self.result.data.get("sysctls") or {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -87,6 +88,8 @@ def check_merged(folder: Path, shard_folders: list[Path], served: dict, start: s
     assert all(x["t0_epoch"] >= start_epoch - 0.01 for x in merged["shards"])
     roles = {r.split(":")[0] for r in s.get("processes", {})}
     assert len(roles) == SHARDS  # one host label per shard, though they share a hostname
+    # Each runner recorded the network namespace it ran in: this test's, as the kernel names it.
+    assert {x["netns"] for x in merged["shards"]} == {os.readlink("/proc/self/ns/net")}
 
 
 def test_merged_shards_match_the_servers_count(shard_run, tmp_path):

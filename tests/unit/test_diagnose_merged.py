@@ -43,7 +43,8 @@ def ramp(peak: int) -> list[int]:
 
 def make_shard(folder: Path, index: int, count: int, hostname: str, *,
                series: dict[str, dict[str, list[int]]], sysctls: dict[str, dict[str, str]] | None = None,
-               errors: dict[str, int] | None = None, processes: dict[str, list[float]] | None = None) -> Path:
+               errors: dict[str, int] | None = None, processes: dict[str, list[float]] | None = None,
+               netns: str | None = None) -> Path:
     """A shard's run folder as `tcpstress run --shard index/count` writes it (no latency logs).
 
     series: namespace -> column -> one value per second (states are levels,
@@ -73,7 +74,7 @@ def make_shard(folder: Path, index: int, count: int, hostname: str, *,
     error_total = sum(errors.values())
     data = {
         "format": "tcpstress-result/1", "tool_version": "0.1.0", "kernel": "6.18.44", "hostname": hostname,
-        "cpu_count": 4, "started_at": "2026-11-28T13:19:21Z", "ended_at": "2026-11-28T13:19:25Z",
+        "netns": netns, "cpu_count": 4, "started_at": "2026-11-28T13:19:21Z", "ended_at": "2026-11-28T13:19:25Z",
         "partial": False, "partial_reason": None, "name": "churn", "variant": None,
         "scenario": SCENARIO, "sysctls": sysctls or {},
         "target": {"host": "198.18.200.10", "port": 8080},
@@ -231,6 +232,23 @@ def test_shards_on_one_machine_share_one_namespace_and_one_port_range(tmp_path):
     assert f.evidence["namespaces"] == ["vm#0:host", "vm#1:host"]
     assert "TIME_WAIT on the client peaked at 1,000 ≈ the whole ip_local_port_range (40000–40999" in f.text
     assert "2,000" not in f.text and "1,990" not in f.text
+
+
+def test_shards_on_one_machine_in_one_recorded_namespace_are_one_place(tmp_path):
+    run = merged(tmp_path, [dict(churn_shard("vm", 40000, 40999, 1000, 300), netns="net:[4026531840]"),
+                            dict(churn_shard("vm", 40000, 40999, 990, 200), netns="net:[4026531840]")])
+    f = one(diagnose([run]), "port_exhaustion")
+    assert f.evidence["time_wait_peak"] == 1000 and f.evidence["ports"] == 1000
+
+
+def test_shards_on_one_machine_in_namespaces_of_their_own_are_places_of_their_own(tmp_path):
+    # `ip netns exec` shards: one hostname, but each its own sockets and port range.
+    run = merged(tmp_path, [dict(churn_shard("vm", 40000, 40999, 1000, 300), netns="net:[4026532001]"),
+                            dict(churn_shard("vm", 40000, 40999, 990, 200), netns="net:[4026532002]")])
+    assert run.result.data["shards"][0]["netns"] == "net:[4026532001]"
+    f = one(diagnose([run]), "port_exhaustion")
+    assert f.evidence["time_wait_peak"] == 1990 and f.evidence["ports"] == 2000
+    assert "on vm#0 TIME_WAIT peaked at 1,000" in f.text and "on vm#1 TIME_WAIT peaked at 990" in f.text
 
 
 # --- the server side -----------------------------------------------------------------
