@@ -154,7 +154,8 @@ def plot_states(runs: list[RunData], colours: dict[str, str]) -> Figure:
             for ns in run.namespaces:
                 ts, vs = run.series(state, ns)
                 if vs and max(vs) > 0:
-                    ax.plot(ts, vs, color=colours[run.label], linestyle=NS_STYLE.get(ns, "-"), linewidth=_width(i, len(runs)))
+                    ax.plot(ts, vs, color=colours[run.label], linestyle=NS_STYLE.get(ns.rpartition(":")[2], "-"),
+                            linewidth=_width(i, len(runs)))
                     spaces_seen.add(ns)
         if state == "TIME_WAIT":
             ports = {r.label: lim[0] for r in runs if (lim := _port_limit_shown(r))}
@@ -172,9 +173,14 @@ def plot_states(runs: list[RunData], colours: dict[str, str]) -> Figure:
         ax.set_xlabel(TIME_LABEL)
         ax.tick_params(labelbottom=True)
     extra = []
-    if len(spaces_seen) > 1 or "server" in spaces_seen:
+    sides = {ns.rpartition(":")[2] for ns in spaces_seen}  # a merged run's are "SHARD:client"
+    if len(sides) > 1 or "server" in sides:
         extra += [Line2D([], [], color="black", linestyle=NS_STYLE[ns], label=f"{ns} namespace")
-                  for ns in ("client", "server") if ns in spaces_seen]
+                  for ns in ("client", "server") if ns in sides]
+    shard_labels = {ns.rpartition(":")[0] for ns in spaces_seen if ":" in ns}
+    if len(shard_labels) > 1:
+        # A merged run: its shards' namespaces share the run's colour, and lines that coincide hide each other.
+        extra.append(Line2D([], [], color="black", linewidth=1, label=f"one line per shard ({len(shard_labels)})"))
     extra += limit_handles[:1]
     _run_legend(fig, runs, colours, extra, "Socket states over time (states never seen are left out)")
     return fig

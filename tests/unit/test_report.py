@@ -276,3 +276,29 @@ def test_evidence_of_a_merged_run_reads_as_text_not_python():
                                        "(shard tcpstress-loader-2, EADDRNOTAVAIL 1,666, tcp_tw_reuse 1)")
     assert _evidence_value({"node-a": 3, "node-b": 0.5}) == "(node-a 3, node-b 0.5)"
     assert _evidence_value(True) == "yes" and _evidence_value(["a", 1200]) == "a, 1,200"
+
+
+def test_states_figure_of_a_merged_run_says_each_line_is_a_shard(tmp_path):
+    from tcpstress.merge import merge_runs
+    from tcpstress.report.rundata import load_run
+    from tests.unit.test_diagnose_merged import churn_shard, make_shard, lab_shard
+
+    folders = [make_shard(tmp_path / f"s{i}", i, 2, **churn_shard(f"loader-{i + 1}", 40000, 40999, 900 + i, 5))
+               for i in range(2)]
+    merge_runs(folders, tmp_path / "m")
+    run = load_run(tmp_path / "m")
+    fig = plot_states([run], colours_for([run]))
+    labels = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+    assert "one line per shard (2)" in labels
+    (tw,) = [ax for ax in fig.axes if ax.get_title(loc="left") == "TIME_WAIT"]
+    assert sorted(max(line.get_ydata()) for line in tw.get_lines() if line.get_linestyle() == "-"
+                  and max(line.get_ydata(), default=0) > 0) == [900, 901]
+    # Shards with client and server namespaces keep the server's dotted line.
+    folders = [make_shard(tmp_path / f"l{i}", i, 2, **lab_shard(f"node-{i}", server={"SYN_RECV": [0, 5, 5, 0]}))
+               for i in range(2)]
+    merge_runs(folders, tmp_path / "lm")
+    lab = load_run(tmp_path / "lm")
+    fig = plot_states([lab], colours_for([lab]))
+    (syn,) = [ax for ax in fig.axes if ax.get_title(loc="left") == "SYN_RECV"]
+    assert {line.get_linestyle() for line in syn.get_lines() if max(line.get_ydata(), default=0) > 0} == {":"}
+    assert "server namespace" in [t.get_text() for legend in fig.legends for t in legend.get_texts()]
