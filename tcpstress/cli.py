@@ -455,15 +455,14 @@ def merge(folders, out, max_clock_skew):
 @click.option("--full", is_flag=True, help="every variant of every state scenario (about 6 minutes)")
 def gallery(out, full):
     """Every TCP state of the article, reproduced in the lab, in one report (a few minutes; root)."""
-    from datetime import datetime, timezone
-
     from tcpstress.gallery import GalleryError, run_gallery
     from tcpstress.lab.netns import check_lab_capability
+    from tcpstress.results import folder_stamp
 
     missing = check_lab_capability()
     if missing:
         fail(f"the gallery runs in the lab, but {missing}")
-    out = out or Path("reports") / f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-gallery"
+    out = out or Path("reports") / f"{folder_stamp()}-gallery"
     _check_output_dir(out)
     try:
         result = run_gallery(out, quick=not full, progress=lambda m: click.echo(m, err=True))

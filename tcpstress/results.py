@@ -57,8 +57,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -162,6 +164,11 @@ def decode(payload: str | bytes) -> HdrHistogram:
 
 
 # --- atomic writes ---------------------------------------------------------
+
+
+def folder_stamp(t: float | None = None) -> str:
+    """The time in a default run folder's name (reports/20261128T133000Z-<name>), UTC, now or at t."""
+    return datetime.fromtimestamp(time.time() if t is None else t, UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def write_atomic(path: Path, text: str | bytes) -> None:

@@ -51,7 +51,7 @@ def utc_stamp(t: float | None = None) -> str:
 
 
 def default_run_dir(scenario: Scenario, base: Path = Path("reports")) -> Path:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = results.folder_stamp()
     path = base / f"{stamp}-{scenario.name}"
     n = 1
     while path.exists():

@@ -24,9 +24,10 @@ import re
 import socket
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
+from tcpstress.results import folder_stamp
 from tcpstress.scenario import Scenario, ScenarioError
 
 MAX_SHARDS = 10_000
@@ -170,13 +171,8 @@ def check_shard_fits(s: Scenario, shard: tuple[int, int]) -> None:
                             f"({s.load.connections}): every worker needs at least one connection")
 
 
-def stamp(t: float | None = None) -> str:
-    """A run folder's time stamp: 20261128T133000Z."""
-    return datetime.fromtimestamp(time.time() if t is None else t, UTC).strftime("%Y%m%dT%H%M%SZ")
-
-
 def shard_run_dir(scenario: Scenario, shard: tuple[int, int], start_at: float | None,
                   base: Path = Path("reports")) -> Path:
     """reports/<start time>-<name>/shard-<I>: every shard of one run in one folder, named alike
     on every machine when they share --start-at (`tcpstress merge` takes that folder)."""
-    return base / f"{stamp(start_at)}-{scenario.name}" / f"shard-{shard[0]}"
+    return base / f"{folder_stamp(start_at)}-{scenario.name}" / f"shard-{shard[0]}"
