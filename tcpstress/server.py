@@ -363,6 +363,15 @@ async def _accept_loop(listener: socket.socket, handler, context: _Context, nurs
             await checkpoint()
 
 
+async def _receive(sock: socket.socket) -> bytes:
+    """What the peer sent next (b"" once it closed), waiting for it when there is none yet."""
+    while True:
+        try:
+            return sock.recv(RECV_SIZE)
+        except BlockingIOError:
+            await wait_readable(sock)
+
+
 async def _send_all(sock: socket.socket, data: bytes, flags: int = 0) -> None:
     try:
         sent = sock.send(data, flags)
@@ -396,11 +405,7 @@ async def _http_exchanges(sock: socket.socket, context: _Context) -> int:
     limit = context.limit
     answered = 0
     while True:
-        try:
-            data = sock.recv(RECV_SIZE)
-        except BlockingIOError:
-            await wait_readable(sock)
-            continue
+        data = await _receive(sock)
         if not data:
             return _PEER_CLOSED
         try:
@@ -498,11 +503,7 @@ async def _echo_exchanges(sock: socket.socket, context: _Context) -> int:
     pending = bytearray()  # the start of an incomplete message
     answered = 0
     while True:
-        try:
-            data = sock.recv(RECV_SIZE)
-        except BlockingIOError:
-            await wait_readable(sock)
-            continue
+        data = await _receive(sock)
         if not data:
             return _PEER_CLOSED
         if pending:
@@ -556,12 +557,8 @@ async def _end_connection(sock: socket.socket, context: _Context, how: int) -> N
 
 async def _wait_for_peer_close(sock: socket.socket) -> None:
     with trio.move_on_after(CLIENT_CLOSE_WAIT_SECONDS):
-        while True:
-            try:
-                if not sock.recv(RECV_SIZE):
-                    return
-            except BlockingIOError:
-                await wait_readable(sock)
+        while await _receive(sock):
+            pass
 
 
 # --------------------------------------------------------------------------
