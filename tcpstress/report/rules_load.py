@@ -94,11 +94,9 @@ def rule_generator_saturated(run: RunData, runs: list[RunData]) -> list[Finding]
     if run.shard_labels:
         return _saturated_shards(run, "generator")
     sat = _saturation(run, "generator")
-    if sat is None:
+    if not _busy(sat):
         return []
     median, peak, cores = sat
-    if median < 0.9 * 100 * cores:
-        return []
     evidence = {"generator_cpu_median": round(median, 1), "generator_cpu_peak": round(peak, 1),
                 "generator_cores": cores, "requests_per_s": run.summary.get("requests_per_s")}
     rate = run.summary.get("requests_per_s")
@@ -120,16 +118,13 @@ def rule_server_saturated(run: RunData, runs: list[RunData]) -> list[Finding]:
     if run.shard_labels:
         return _saturated_shards(run, "target")
     sat = _saturation(run, "target")
-    if sat is None:
+    if not _busy(sat):
         return []
     median, peak, cores = sat
-    if median < 0.9 * 100 * cores:
-        return []
     evidence = {"target_cpu_median": round(median, 1), "target_cpu_peak": round(peak, 1), "target_cores": cores}
     rate = run.summary.get("requests_per_s")
     text = (
-        f"The target used a median of {median:.0f}% CPU over {cores} core{'s' if cores > 1 else ''} "
-        f"(peak {peak:.0f}%): the server was the bottleneck"
+        f"The target used a median of {_cpu_text(median, peak, cores)}: the server was the bottleneck"
         + (f", so {_fmt(rate)} req/s is about its capacity for this workload" if rate else "")
         + ". "
     )
@@ -137,8 +132,7 @@ def rule_server_saturated(run: RunData, runs: list[RunData]) -> list[Finding]:
     if lat:
         evidence["p99_us"] = lat["p99"]
         text += f"Its p99 latency of {_ms(lat['p99'])} includes waiting in its queues. "
-    gen = _saturation(run, "generator")
-    if gen is not None and gen[0] >= 0.9 * 100 * gen[2]:
+    if _busy(_saturation(run, "generator")):
         text += "The generator was saturated too: both compete for the same cores."
     advice = "More server workers, or a faster server, raise the ceiling; kernel knobs will not."
     return [Finding("warning", "Server saturated", text.strip(), evidence, [], run.label, "server_saturated", advice)]
