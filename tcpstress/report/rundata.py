@@ -135,19 +135,20 @@ class RunData:
             labels = list(dict.fromkeys(ns.rpartition(":")[0] for ns in self.namespaces if ":" in ns))
         return labels
 
+    def _shard_field(self, label: str, key: str) -> str | None:
+        """A field of the merged run's entry for this shard, when it holds one."""
+        for s in self.result.data.get("shards") or []:
+            if isinstance(s, dict) and s.get("label") == label and s.get(key):
+                return str(s[key])
+        return None
+
     def shard_machine(self, label: str) -> str:
         """The hostname a shard ran on (merge labels shards that share one "HOST#I")."""
-        for s in self.result.data.get("shards") or []:
-            if isinstance(s, dict) and s.get("label") == label and s.get("hostname"):
-                return str(s["hostname"])
-        return re.sub(r"#\d+$", "", label)
+        return self._shard_field(label, "hostname") or re.sub(r"#\d+$", "", label)
 
     def shard_netns(self, label: str) -> str | None:
         """The network namespace a shard ran in, as its runner recorded it (None: not recorded)."""
-        for s in self.result.data.get("shards") or []:
-            if isinstance(s, dict) and s.get("label") == label and s.get("netns"):
-                return str(s["netns"])
-        return None
+        return self._shard_field(label, "netns")
 
     def shard_sysctl(self, knob: str, side: str, label: str) -> str | None:
         """A knob as one shard read it back: never another shard's value, which may differ."""
