@@ -347,29 +347,17 @@ def kept_up(summary: dict[str, Any], load: dict[str, Any], shards: list[Shard]) 
 
 def build_summary(shards: list[Shard], intervals: list[dict[str, Any]],
                   totals: dict[str, HdrHistogram]) -> dict[str, Any]:
-    duration = sum(iv["duration"] for iv in intervals)
-    requests = sum(iv["requests"] for iv in intervals)
-    connections = sum(iv["connections"] for iv in intervals)
-    errors = results.merge_error_counts(iv["errors"] for iv in intervals)
     scenario = shards[0].data.get("scenario")
     load = scenario.get("load") if isinstance(scenario, dict) else None
     load = load if isinstance(load, dict) else {}
     open_model = load.get("model") == "open"
     summary: dict[str, Any] = {
-        "duration_s": round(duration, 3),
-        "requests": requests, "connections": connections,
-        "requests_per_s": round(requests / duration, 1) if duration else 0.0,
-        "connections_per_s": round(connections / duration, 1) if duration else 0.0,
-        "errors": errors, "error_total": sum(errors.values()),
+        **results.interval_totals(intervals, totals),
         "intended_rate": load.get("rate") if open_model else None,
-        "late_starts": sum(iv["late_starts"] for iv in intervals),
-        "max_lag_us": max([iv["max_lag_us"] for iv in intervals] + [0]),
-        "latency_us": {m: results.percentiles(h) for m, h in totals.items()
-                       if m != "corrected" or h.get_total_count()},
         "workers": [dict(w, name=f"{s.label}:{w.get('name', '?')}", shard=s.index)
                     for s in shards for w in (s.result.summary.get("workers") or []) if isinstance(w, dict)],
     }
-    if open_model and duration:
+    if open_model and any(iv["duration"] for iv in intervals):
         summary["kept_up"] = kept_up(summary, load, shards)
     served = [s.result.summary.get("server") for s in shards]
     if all(isinstance(x, dict) for x in served):

@@ -319,3 +319,23 @@ def merge_error_counts(counts: Iterable[dict[str, int]]) -> dict[str, int]:
     for c in counts:
         total.update(c)
     return dict(sorted(total.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def interval_totals(intervals: list[dict[str, Any]], hists: dict[str, HdrHistogram]) -> dict[str, Any]:
+    """The summary fields that follow from the per-second intervals and the whole-run
+    histograms: the same for a run (runner.py) and for merged shards (merge.py)."""
+    duration = sum(iv["duration"] for iv in intervals)
+    requests = sum(iv["requests"] for iv in intervals)
+    connections = sum(iv["connections"] for iv in intervals)
+    errors = merge_error_counts(iv["errors"] for iv in intervals)
+    return {
+        "duration_s": round(duration, 3),
+        "requests": requests, "connections": connections,
+        "requests_per_s": round(requests / duration, 1) if duration else 0.0,
+        "connections_per_s": round(connections / duration, 1) if duration else 0.0,
+        "errors": errors, "error_total": sum(errors.values()),
+        "late_starts": sum(iv["late_starts"] for iv in intervals),
+        "max_lag_us": max([iv["max_lag_us"] for iv in intervals] + [0]),
+        # An open model logs corrected latency; a closed one leaves it empty.
+        "latency_us": {m: percentiles(h) for m, h in hists.items() if m != "corrected" or h.get_total_count()},
+    }

@@ -433,25 +433,13 @@ def _close_intervals(merger: IntervalMerger, upto: int, hlogs: dict, live: LiveL
 def _result_data(meta: dict, merger: IntervalMerger, s: Scenario, pool: WorkerPool | None,
                  server: BuiltinServer | None, sampler_summary: dict) -> dict:
     intervals = merger.final
-    duration = sum(iv["duration"] for iv in intervals)
-    requests = sum(iv["requests"] for iv in intervals)
-    connections = sum(iv["connections"] for iv in intervals)
-    errors = results.merge_error_counts(iv["errors"] for iv in intervals)
-    latency = {m: results.percentiles(h) for m, h in merger.hists.items()
-               if m != "corrected" or h.get_total_count()}
     summary = {
-        "duration_s": round(duration, 3),
-        "requests": requests, "connections": connections,
-        "requests_per_s": round(requests / duration, 1) if duration else 0.0,
-        "connections_per_s": round(connections / duration, 1) if duration else 0.0,
-        "errors": errors, "error_total": sum(errors.values()),
+        **results.interval_totals(intervals, merger.hists),
         "intended_rate": s.load.rate if s.load.model == "open" else None,
-        "late_starts": sum(iv["late_starts"] for iv in intervals),
         "started": sum(iv.get("started", 0) for iv in intervals),
-        "max_lag_us": max([iv["max_lag_us"] for iv in intervals] + [0]),
-        "latency_us": latency,
         "workers": [w.describe() for w in pool.workers] if pool else [],
     }
+    duration = sum(iv["duration"] for iv in intervals)
     if s.load.model == "open" and duration:
         due = s.load.rate * duration if not s.load.ramp else None
         summary["kept_up"] = _kept_up(summary, s, due)
