@@ -335,14 +335,9 @@ def _prefixed(shards: list[Shard], key: str) -> dict[str, Any]:
 
 def kept_up(summary: dict[str, Any], load: dict[str, Any], shards: list[Shard]) -> bool:
     """The runner's rule on the merged counts, and no shard may have fallen behind on its own."""
-    started = summary["requests"] + summary["error_total"]
-    duration = summary["duration_s"]
-    rate = float(load.get("rate") or 0)
-    if not load.get("ramp") and rate and started < 0.99 * rate * duration:
-        return False
-    if summary["late_starts"] > 0.01 * max(started, 1):
-        return False
-    return all(s.result.summary.get("kept_up", True) is not False for s in shards)
+    due = None if load.get("ramp") else float(load.get("rate") or 0) * summary["duration_s"]
+    return (results.kept_up(summary, due)
+            and all(s.result.summary.get("kept_up", True) is not False for s in shards))
 
 
 def build_summary(shards: list[Shard], intervals: list[dict[str, Any]],

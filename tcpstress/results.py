@@ -321,6 +321,19 @@ def merge_error_counts(counts: Iterable[dict[str, int]]) -> dict[str, int]:
     return dict(sorted(total.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
+def kept_up(summary: dict[str, Any], due: float | None) -> bool:
+    """Did the generator start (nearly) every operation of an open model on time?
+
+    due: the operations the schedule asked for (None under a ramp). Operations
+    still waiting on a timeout at the end were started: they count, where the
+    summary has "started" (a run's; merged shards count requests and errors).
+    """
+    started = summary.get("started", summary["requests"] + summary["error_total"])
+    if due and started < 0.99 * due:
+        return False
+    return summary["late_starts"] <= 0.01 * max(started, 1)
+
+
 def interval_totals(intervals: list[dict[str, Any]], hists: dict[str, HdrHistogram]) -> dict[str, Any]:
     """The summary fields that follow from the per-second intervals and the whole-run
     histograms: the same for a run (runner.py) and for merged shards (merge.py)."""

@@ -442,24 +442,13 @@ def _result_data(meta: dict, merger: IntervalMerger, s: Scenario, pool: WorkerPo
     duration = sum(iv["duration"] for iv in intervals)
     if s.load.model == "open" and duration:
         due = s.load.rate * duration if not s.load.ramp else None
-        summary["kept_up"] = _kept_up(summary, s, due)
+        summary["kept_up"] = results.kept_up(summary, due)
     if server and server.served:
         summary["server"] = server.served
     for key in ("states", "counters", "processes", "sampler"):
         if key in sampler_summary:
             summary[key] = sampler_summary[key]
     return dict(meta, intervals=intervals, summary=summary)
-
-
-def _kept_up(summary: dict, s: Scenario, due: float | None) -> bool:
-    """Did the generator start (nearly) every operation on time?
-
-    Operations still waiting on a timeout at the end were started: they count.
-    """
-    started = summary.get("started", summary["requests"] + summary["error_total"])
-    if due and started < 0.99 * due:
-        return False
-    return summary["late_starts"] <= 0.01 * max(started, 1)
 
 
 # --- comparisons ----------------------------------------------------------------
