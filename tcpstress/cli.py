@@ -196,7 +196,9 @@ def run(scenario_file, target, out, quiet, shard, start_at, **kwargs):
 
 
 def _check_output_dir(out: Path) -> None:
-    if out.exists() and any(out.iterdir()):
+    from tcpstress.results import folder_taken
+
+    if folder_taken(out):
         fail(f"--out {out}: folder exists and is not empty; choose a new folder")
 
 

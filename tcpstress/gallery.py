@@ -38,14 +38,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tcpstress.results import COMPARISON_FILE, COMPARISON_FORMAT, folder_taken
+
 # The states the seed article walks through, in the order a connection meets them.
 ARTICLE_STATES = (
     "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2",
     "CLOSE_WAIT", "LAST_ACK", "CLOSING", "TIME_WAIT",
 )
 
-
-COMPARISON_FILE = "comparison.json"
 
 
 class GalleryError(RuntimeError):
@@ -165,7 +165,7 @@ def _require_lab() -> None:
 
 
 def _require_empty(out_dir: Path) -> None:
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+    if folder_taken(out_dir):
         raise GalleryError(f"{out_dir}: exists and is not an empty folder; choose a new one")
 
 
@@ -219,7 +219,6 @@ def write_gallery_index(out_dir: Path, folders: list[Path]) -> Path:
     """
     from tcpstress.report.diagnose import expand_folders
     from tcpstress.results import write_atomic
-    from tcpstress.runner import COMPARISON_FORMAT
 
     runs: dict[str, str] = {}
     for folder in folders:

@@ -107,7 +107,7 @@ def shard_folders(folders: list[Path]) -> tuple[list[Path], Path | None]:
 
 
 def check_output(out: Path) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if results.folder_taken(out):
         raise MergeError(f"--out {out}: exists and is not an empty folder; choose a new folder")
 
 

@@ -68,6 +68,9 @@ from hdrh.histogram import HdrHistogram
 
 FORMAT = "tcpstress-result/1"
 RESULT_FILE = "result.json"
+# A comparison folder (tcpstress compare, the gallery): its index of variant run folders.
+COMPARISON_FILE = "comparison.json"
+COMPARISON_FORMAT = "tcpstress-comparison/1"
 SAMPLES_FILE = "samples.csv"
 PROCESSES_FILE = "processes.csv"
 
@@ -164,6 +167,11 @@ def decode(payload: str | bytes) -> HdrHistogram:
 
 
 # --- atomic writes ---------------------------------------------------------
+
+
+def folder_taken(path: Path) -> bool:
+    """Whether a run, merge or gallery must refuse to write into `path`: it exists and is not an empty folder."""
+    return path.exists() and (not path.is_dir() or any(path.iterdir()))
 
 
 def folder_stamp(t: float | None = None) -> str:

@@ -453,9 +453,6 @@ def _result_data(meta: dict, merger: IntervalMerger, s: Scenario, pool: WorkerPo
 
 # --- comparisons ----------------------------------------------------------------
 
-COMPARISON_FILE = "comparison.json"
-COMPARISON_FORMAT = "tcpstress-comparison/1"
-
 
 def pick_variants(scenario: Scenario, names: list[str] | None) -> list:
     from tcpstress.scenario import Variant
@@ -489,7 +486,7 @@ def run_comparison(scenario: Scenario, out_dir: Path, variant_names: list[str] |
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     run_id = secrets.token_hex(3)
-    comparison = {"format": COMPARISON_FORMAT, "scenario": scenario.name, "lab": scenario.lab,
+    comparison = {"format": results.COMPARISON_FORMAT, "scenario": scenario.name, "lab": scenario.lab,
                   "variants": [v.name for v in variants], "runs": {}, "run_id": run_id}
     for index, v in enumerate(variants):
         sc = scenario.with_variant(v)
@@ -497,7 +494,7 @@ def run_comparison(scenario: Scenario, out_dir: Path, variant_names: list[str] |
         if progress:
             progress(f"variant {index + 1}/{len(variants)}: {v.name}" + (f" ({v.description})" if v.description else ""))
         comparison["runs"][v.name] = v.name
-        results.write_atomic(out_dir / COMPARISON_FILE, json.dumps(comparison, indent=2) + "\n")
+        results.write_atomic(out_dir / results.COMPARISON_FILE, json.dumps(comparison, indent=2) + "\n")
         if scenario.lab:
             _run_in_lab(sc, v, profiles[v.name], run_dir, run_id, index, live)
         else:

@@ -18,6 +18,8 @@ from typing import Any, Callable, Iterable
 from hdrh.histogram import HdrHistogram
 
 from tcpstress.results import (
+    COMPARISON_FILE,
+    COMPARISON_FORMAT,
     PROCESSES_FILE,
     SAMPLES_FILE,
     ResultError,
@@ -46,8 +48,6 @@ HLOG_FILES = {
     "corrected": "latency-corrected.hlog",
 }
 
-COMPARISON_FILE = "comparison.json"
-COMPARISON_FORMAT = "tcpstress-comparison/1"
 
 
 @dataclass
