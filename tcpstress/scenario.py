@@ -28,7 +28,9 @@ SERVER_CLOSE_POLICIES = ("client", "server", "never", "reset")
 FAULT_KINDS = ("none", "syn_flood", "drop_syn", "drop_fin", "partition")
 UNLIMITED = 0  # requests_per_connection meaning "as many as the run allows"
 
-LAB_NETWORK = ipaddress.ip_network("198.18.0.0/15")
+# The only addresses besides loopback that tcpstress sends to (RFC 2544 benchmarking range):
+# the one definition every safety check uses.
+LAB_NETWORK = ipaddress.IPv4Network("198.18.0.0/15")
 
 
 class ScenarioError(ValueError):

@@ -56,11 +56,11 @@ import trio
 from trio.lowlevel import checkpoint, wait_readable, wait_writable
 
 from tcpstress.load.protocols import HttpRequestParser, ProtocolError
+from tcpstress.scenario import PROTOCOLS
+from tcpstress.scenario import SERVER_CLOSE_POLICIES as CLOSE_POLICIES
 
 __all__ = ["CLOSE_POLICIES", "PROTOCOLS", "ServerConfig", "ServerStats", "serve"]
 
-PROTOCOLS = ("http", "echo")
-CLOSE_POLICIES = ("client", "server", "never", "reset")
 
 # Large enough for any burst of pipelined requests, and below glibc's mmap
 # threshold (128 KiB): Python allocates the full size on every recv(), and a

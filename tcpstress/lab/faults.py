@@ -55,6 +55,7 @@ import subprocess
 from pathlib import Path
 from typing import Any, Protocol
 
+from tcpstress import scenario
 from tcpstress.lab.flood import (
     INIT_NET_INODE,
     MAX_SECONDS,
@@ -65,7 +66,8 @@ from tcpstress.lab.flood import (
 )
 from tcpstress.lab.netns import DEFAULT_PREFIX, LAB_NETWORK, NETNS_DIR, LabError
 
-FAULT_KINDS = ("syn_flood", "drop_syn", "drop_fin", "partition")
+# The scenario's fault kinds, less "none".
+FAULT_KINDS = tuple(kind for kind in scenario.FAULT_KINDS if kind != "none")
 TABLE = "tcpstress_fault"
 TABLE_FAMILY = "inet"
 NFT_TIMEOUT_S = 15.0

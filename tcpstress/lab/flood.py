@@ -46,7 +46,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-LAB_NETWORK = ipaddress.IPv4Network("198.18.0.0/15")
+from tcpstress.lab.netns import NETNS_DIR
+from tcpstress.scenario import LAB_NETWORK
+
 DEFAULT_SPOOF_CIDR = "198.19.0.0/16"
 
 MAX_RATE = 100_000.0  # packets/s: far above what one Python process sends
@@ -62,7 +64,6 @@ OWN_NETNS = "/proc/thread-self/ns/net"
 HOST_NETNS = "/proc/1/ns/net"
 # include/linux/proc_ns.h: the initial network namespace's fixed inode number.
 INIT_NET_INODE = 0xEFFFFFF9
-NETNS_DIR = Path("/var/run/netns")  # where named namespaces (a Lab's) are pinned
 LAB_NETNS_PREFIX = "tcpstress-"
 
 IPPROTO_TCP = 6

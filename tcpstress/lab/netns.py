@@ -36,11 +36,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tcpstress.sampler import nsenter
+from tcpstress.scenario import LAB_NETWORK
 
 NETNS_DIR = Path("/var/run/netns")  # where `ip netns` and pyroute2 keep named namespaces
 OWNER_DIR = Path("/run/tcpstress/netns")
 DEFAULT_PREFIX = "tcpstress-"
-LAB_NETWORK = ipaddress.IPv4Network("198.18.0.0/15")
 SIDES = ("client", "server")
 CLIENT_IF = "veth-c"
 SERVER_IF = "veth-s"

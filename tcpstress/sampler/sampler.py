@@ -44,12 +44,11 @@ from typing import Any, Callable, Iterable, Mapping, TextIO, Union
 
 import psutil
 
+from tcpstress.results import PROCESSES_FILE, SAMPLES_FILE
 from tcpstress.sampler import procfs
 from tcpstress.sampler.netlink import StateCounter
 from tcpstress.sampler.nsenter import netns_path, pid_netns_path, run_in_netns
 
-SAMPLES_FILE = "samples.csv"
-PROCESSES_FILE = "processes.csv"
 SOCKSTAT_COLUMNS = tuple(f"sockstat_{name}" for name in procfs.SOCKSTAT_FIELDS)
 PROCESS_COLUMNS = ("t", "role", "pids", "cpu_percent", "rss_bytes", "fds")
 _PROC_NET_FILES = ("tcp", "tcp6", "sockstat", "netstat", "snmp")
