@@ -8,7 +8,6 @@ previous report (or nothing), never half a file.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,7 +90,7 @@ def _describe_load(run: RunData) -> list[tuple[str, str]]:
     if lab is not None:
         if lab:
             network = "lab namespaces over veth"
-        elif _loopback(host):
+        elif run.target_is_loopback:
             network = "loopback"
         else:
             # A compose container, or a namespace of the user's: not one the lab made.
@@ -102,12 +101,6 @@ def _describe_load(run: RunData) -> list[tuple[str, str]]:
         facts.append(("network", network))
     return facts
 
-
-def _loopback(host: object) -> bool:
-    try:
-        return ipaddress.ip_address(str(host)).is_loopback
-    except ValueError:
-        return str(host) == "localhost"
 
 
 def build_context(runs: list[RunData], title: str | None) -> ReportContext:

@@ -18,7 +18,7 @@ from tcpstress.report.places import (
     all_places,
     side_places,
 )
-from tcpstress.report.rundata import RunData, scenario_get
+from tcpstress.report.rundata import RunData
 from tcpstress.report.variants import _describe_variant
 from tcpstress.report.wording import _join, _t
 
@@ -30,12 +30,6 @@ def _tw_reuse_delay_s(run: RunData, place: Place) -> float:
     """tcp_tw_reuse_delay in seconds (1 s where the kernel has no such knob)."""
     value = _knob(run, "net.ipv4.tcp_tw_reuse_delay", place)
     return int(value) / 1000.0 if value and value.strip().isdigit() and int(value) > 0 else 1.0
-
-
-def _is_loopback(run: RunData) -> bool:
-    target = run.result.data.get("target")
-    host = (target.get("host") if isinstance(target, dict) else None) or scenario_get(run, "target.host") or ""
-    return host.startswith("127.") or host in ("::1", "localhost")
 
 
 def rule_port_exhaustion(run: RunData, runs: list[RunData]) -> list[Finding]:
@@ -74,7 +68,7 @@ def rule_port_exhaustion(run: RunData, runs: list[RunData]) -> list[Finding]:
 
 
 def _reusing(run: RunData, tw_reuse: str | None) -> bool:
-    return tw_reuse == "1" or (tw_reuse == "2" and _is_loopback(run))
+    return tw_reuse == "1" or (tw_reuse == "2" and run.target_is_loopback)
 
 
 def _ports_of_one_client(run: RunData, place: Place, failures: int,

@@ -9,6 +9,7 @@ folders, in order.
 from __future__ import annotations
 
 import csv
+import ipaddress
 import math
 import re
 from dataclasses import dataclass, field
@@ -235,6 +236,17 @@ class RunData:
         if isinstance(errs, dict):
             return {str(k): int(v) for k, v in errs.items()}
         return merge_error_counts(iv.get("errors", {}) for iv in self.result.intervals)
+
+    @property
+    def target_is_loopback(self) -> bool:
+        """Whether the load went to a loopback address (where tcp_tw_reuse=2 applies)."""
+        # The runner records where it really connected; older folders have only the scenario's.
+        target = self.result.data.get("target")
+        host = str((target.get("host") if isinstance(target, dict) else None) or scenario_get(self, "target.host") or "")
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return host == "localhost"
 
     def error_count(self, match: Callable[[str], bool]) -> int:
         return sum(n for name, n in self.errors.items() if match(name))
