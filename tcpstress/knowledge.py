@@ -133,6 +133,11 @@ def kernel_text(raw: str) -> str:
 # Knobs
 
 
+def proc_file(path: str) -> str:
+    """net.ipv4.tcp_tw_reuse -> /proc/sys/net/ipv4/tcp_tw_reuse."""
+    return "/proc/sys/" + path.replace(".", "/")
+
+
 @dataclass(frozen=True)
 class Knob:
     """One sysctl: where it lives, what it does, and what it accepts."""
@@ -151,7 +156,7 @@ class Knob:
 
     @property
     def proc_file(self) -> str:
-        return "/proc/sys/" + self.path.replace(".", "/")
+        return proc_file(self.path)
 
     @property
     def settable_in_lab(self) -> bool:

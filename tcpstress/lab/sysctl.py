@@ -68,10 +68,6 @@ def validate_profile(settings: Mapping[str, object]) -> dict[str, str]:
     return validated
 
 
-def proc_file(path: str) -> str:
-    return "/proc/sys/" + path.replace(".", "/")
-
-
 def lab_knob_paths() -> list[str]:
     """Full names of the knobs a lab namespace has and a profile may set."""
     return [knob.path for knob in knowledge.KNOBS if knob.settable_in_lab]
@@ -109,12 +105,12 @@ def _write_and_read_back(path: str, text: str, netns_name: str) -> str:
     # os.write rather than a buffered file: the kernel's EINVAL comes from this
     # write, not from a later flush that would hide which value it was.
     try:
-        fd = os.open(proc_file(path), os.O_WRONLY)
+        fd = os.open(knowledge.proc_file(path), os.O_WRONLY)
         try:
             os.write(fd, text.encode())
         finally:
             os.close(fd)
-        with open(proc_file(path)) as current:
+        with open(knowledge.proc_file(path)) as current:
             got = knowledge.kernel_text(current.read())
     except OSError as error:
         raise _kernel_refusal(path, text, netns_name, error) from None
@@ -158,7 +154,7 @@ def _read_all(paths: list[str]) -> dict[str, str | None]:
     values: dict[str, str | None] = {}
     for path in paths:
         try:
-            with open(proc_file(path)) as current:
+            with open(knowledge.proc_file(path)) as current:
                 values[path] = knowledge.kernel_text(current.read())
         except FileNotFoundError:
             values[path] = None  # absent in this namespace (tcp_max_orphans) or kernel
