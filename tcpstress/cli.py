@@ -18,10 +18,18 @@ from tcpstress import __version__
 # the same validator as the file, so the messages are the same.
 RUN_FLAGS: list[tuple[str, str, str]] = [
     # (option declaration, dotted key, help)
-    ("--protocol", "target.protocol", "http or echo"),
-    ("--path", "target.path", "HTTP request path"),
+    ("--protocol", "target.protocol", "http, https or echo (a URL target sets it)"),
+    ("--path", "target.path", "HTTP request path (a URL target sets it)"),
     ("--host-header", "target.host_header", "HTTP Host header (default: the target)"),
-    ("--method", "target.method", "GET, HEAD or POST"),
+    ("--method", "target.method", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS ..."),
+    ("--body", "target.body", "request body text"),
+    ("--body-file", "target.body_file", "request body from a file (read once)"),
+    ("--content-type", "target.content_type", "Content-Type of the body, e.g. application/json"),
+    ("--expect-status", "target.expect_status", "statuses that count as success, e.g. 2xx,3xx (default) or 200,204"),
+    ("--request-order", "target.request_order", "[[request]] list: weighted or sequence"),
+    ("--ca-file", "tls.ca_file", "https: PEM bundle to verify the server with (default: the system's)"),
+    ("--tls-version", "tls.version", "https: auto, 1.2 or 1.3"),
+    ("--server-name", "tls.server_name", "https: SNI and certificate name (default: the target host)"),
     ("--response-size", "server.response_size", "built-in server: HTTP body bytes"),
     ("--server-close", "server.close", "built-in server close policy: client, server, never, reset"),
     ("--backlog", "server.backlog", "built-in server listen backlog"),
@@ -47,6 +55,11 @@ BOOL_FLAGS: list[tuple[str, str, str]] = [
     ("keepalive", "connection.keepalive", "reuse connections (--no-keepalive: one request per connection)"),
     ("builtin-server", "server.builtin", "start the built-in target for this run"),
     ("port-filter", "sampling.port_filter", "count only sockets on the target's port"),
+    ("tls-resume", "tls.resume", "https: resume the previous TLS session on new connections (default: on)"),
+]
+# Flags given once per value (curl's -H): the scenario key takes the list.
+MULTI_FLAGS: list[tuple[tuple[str, ...], str, str]] = [
+    (("-H", "--header"), "target.headers", "request header 'Name: value', repeatable"),
 ]
 
 
@@ -70,6 +83,9 @@ def _flag_name(dotted: str) -> str | None:
     for name, key, _ in BOOL_FLAGS:
         if key == dotted:
             return f"--{name}"
+    for decls, key, _ in MULTI_FLAGS:
+        if key == dotted:
+            return decls[-1]
     return None
 
 
@@ -91,6 +107,10 @@ def cli() -> None:
 
 
 def _run_options(f):
+    f = click.option("--insecure", "-k", "tls__insecure", flag_value="true", default=None,
+                     help="https: do not verify the server's certificate")(f)
+    for decls, key, help_text in reversed(MULTI_FLAGS):
+        f = click.option(*decls, key.replace(".", "__"), multiple=True, help=help_text)(f)
     for name, key, help_text in reversed(BOOL_FLAGS):
         f = click.option(f"--{name}/--no-{name}", key.replace(".", "__"), default=None, help=help_text)(f)
     for decl, key, help_text in reversed(RUN_FLAGS):
@@ -101,18 +121,23 @@ def _run_options(f):
 def _overrides(kwargs: dict) -> dict:
     out = {}
     for param, value in list(kwargs.items()):
-        if "__" in param and value is not None:
-            out[param.replace("__", ".")] = value if not isinstance(value, bool) else str(value).lower()
+        if "__" in param and value is not None and value != ():
+            out[param.replace("__", ".")] = (list(value) if isinstance(value, tuple) else
+                                             str(value).lower() if isinstance(value, bool) else value)
     return out
 
 
 def _load(scenario_file, target, overrides):
-    from tcpstress.scenario import ScenarioError, load_scenario, split_target
+    from tcpstress.scenario import ScenarioError, load_scenario, target_overrides
 
     try:
+        if scenario_file and "://" in str(scenario_file):
+            if target:
+                fail("give the target once: as a URL argument or as --target")
+            scenario_file, target = None, str(scenario_file)
         if target:
-            host, port = split_target(target)
-            overrides = {"target.host": host, "target.port": str(port), **overrides}
+            # A URL or HOST:PORT replaces the file's target; explicit flags still win.
+            overrides = {**target_overrides(target), **overrides}
             # An explicit target replaces a scenario's built-in server.
             overrides.setdefault("server.builtin", "false")
         if not scenario_file and not target and overrides.get("server.builtin") != "true":
@@ -126,7 +151,8 @@ def _load(scenario_file, target, overrides):
 
 @cli.command()
 @click.argument("scenario_file", required=False, type=click.Path(dir_okay=False))
-@click.option("--target", "-t", help="HOST:PORT of the server to load (loopback or lab only)")
+@click.option("--target", "-t", help="the server to load: a URL (https://host:8443/path) or HOST:PORT; "
+              "any host, IPv4 or IPv6 ([::1]:8080)")
 @_run_options
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), help="run folder (default: reports/<time>-<name>; a shard: reports/<start time>-<name>/shard-<I>)")
 @click.option("--quiet", "-q", is_flag=True, help="no live line")
@@ -140,8 +166,10 @@ def run(scenario_file, target, out, quiet, shard, start_at, **kwargs):
 
     \b
     Examples:
+      tcpstress run https://staging.example/api -H 'Authorization: Bearer T' --duration 30s
       tcpstress run scenarios/keepalive_vs_churn.toml
       tcpstress run --target 127.0.0.1:8080 --connections 50 --duration 10s --no-keepalive
+      tcpstress run scenarios/http_release_check.toml --target https://staging.example/
     """
     from tcpstress import runner, sharding
     from tcpstress.scenario import ScenarioError
@@ -337,10 +365,23 @@ def _scenarios_dir() -> Path:
 @click.option("--stall-at", type=float, default=None, help="after this many seconds of uptime, stop answering...")
 @click.option("--stall-for", type=float, default=0.0, help="...for this many seconds (coordinated-omission demos)")
 @click.option("--max-seconds", type=float, default=None, help="stop by itself after this long")
-def serve(**kwargs):
-    """The built-in target: an HTTP/1.1 or echo server with close policies."""
+@click.option("--tls", is_flag=True, help="serve HTTPS; without --tls-cert, a self-signed certificate for "
+              "localhost, 127.0.0.1 and ::1 is made and its path printed")
+@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True), help="PEM certificate (implies --tls)")
+@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), help="PEM private key of --tls-cert")
+def serve(tls, **kwargs):
+    """The built-in target: an HTTP/1.1 (or HTTPS) or echo server with close policies."""
     from tcpstress.server import ServerConfig, serve as run_server
 
+    if tls and not kwargs["tls_cert"]:
+        import tempfile
+
+        from tcpstress.load.tls import make_self_signed
+
+        folder = Path(tempfile.mkdtemp(prefix="tcpstress-tls-"))
+        cert, key = make_self_signed(folder, tuple(dict.fromkeys(("localhost", kwargs["host"], "127.0.0.1", "::1"))))
+        kwargs.update(tls_cert=str(cert), tls_key=str(key))
+        click.echo(f"certificate: {cert} (self-signed; clients: --ca-file {cert} or --insecure)", err=True)
     try:
         config = ServerConfig(**kwargs)
     except ValueError as e:

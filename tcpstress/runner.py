@@ -72,7 +72,8 @@ class BuiltinServer:
 
     @classmethod
     def start(cls, scenario: Scenario, host: str, run_seconds: float,
-              spawn: Callable[..., subprocess.Popen] = subprocess.Popen) -> "BuiltinServer":
+              spawn: Callable[..., subprocess.Popen] = subprocess.Popen,
+              tls_files: tuple[Path, Path] | None = None) -> "BuiltinServer":
         s = scenario
         close = s.server.close
         rpc = 0
@@ -81,12 +82,14 @@ class BuiltinServer:
             # agreed number of exchanges.
             close, rpc = "server", max(1, s.connection.effective_requests)
         argv = SERVER_ARGV + [
-            "--host", host, "--port", str(s.target.port), "--protocol", s.target.protocol,
+            "--host", host, "--port", str(s.target.port), "--protocol", "http" if s.target.is_http else "echo",
             "--response-size", str(s.server.response_size), "--echo-size", str(s.connection.payload_size),
             "--close", close, "--requests-per-connection", str(rpc), "--backlog", str(s.server.backlog),
             "--workers", str(s.server.workers), "--delay", str(s.server.delay),
             "--max-seconds", str(int(run_seconds + 120)),
         ]
+        if tls_files:
+            argv += ["--tls-cert", str(tls_files[0]), "--tls-key", str(tls_files[1])]
         proc = spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         line = proc.stdout.readline().decode(errors="replace")
         m = re.match(r"listening \S+ (\S+):(\d+) pid=(\d+)", line)
@@ -107,9 +110,13 @@ class BuiltinServer:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             out, _ = self.proc.communicate()
-        m = re.search(r"served connections=(\d+) requests=(\d+)", out.decode(errors="replace"))
+        text = out.decode(errors="replace")
+        m = re.search(r"served connections=(\d+) requests=(\d+)", text)
         if m:
             self.served = {"connections": int(m.group(1)), "requests": int(m.group(2))}
+            tls = re.search(r"tls_handshakes=(\d+) tls_resumed=(\d+)", text)
+            if tls:
+                self.served.update(tls_handshakes=int(tls.group(1)), tls_resumed=int(tls.group(2)))
         return self.served
 
 
@@ -261,7 +268,7 @@ def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = Non
     pool: WorkerPool | None = None
     sampler = None
     hlogs: dict[str, results.HlogWriter] = {}
-    merger = IntervalMerger(max(1, int(-(-s.load.duration // 1))))
+    merger = IntervalMerger(max(1, int(-(-s.load.duration // 1))), s.load.duration)
     interrupted: RunInterrupted | None = None
     partial_reason: str | None = None
     sampler_summary: dict = {}
@@ -283,21 +290,33 @@ def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = Non
             target_host = ctx.target_host or s.target.host
             port = s.target.port
             if s.server.builtin:
+                tls_files = _builtin_tls(s, out_dir)
                 server = BuiltinServer.start(s, ctx.server_host or s.target.host,
-                                             s.load.duration + s.load.warmup, spawn=ctx.server_spawn)
+                                             s.load.duration + s.load.warmup, spawn=ctx.server_spawn,
+                                             tls_files=tls_files)
                 port = server.port
                 meta["server"] = {"builtin": True, "pid": server.pid, "port": port}
-            family, sockaddr = resolve_target(target_host, port)
+                if tls_files and not s.tls.ca_file and not s.tls.insecure:
+                    # The run's own certificate is the one to trust, and only for this run.
+                    s = replace(s, tls=replace(s.tls, ca_file=str(tls_files[0])))
             if ctx.source_addresses is not None:
                 s = _with_sources(s, ctx.source_addresses)
+            resolved = resolve_target(target_host, port, s.connection.source_addresses)
+            family, sockaddr = resolved.family, resolved.sockaddr
             meta["scenario"] = s.to_dict()
-            meta["target"] = {"host": sockaddr[0], "port": port}
+            meta["target"] = {"host": resolved.address, "port": port, "name": target_host,
+                              "addresses": list(resolved.addresses), "family": resolved.family_name,
+                              "scope": resolved.scope}
 
             pool = WorkerPool(s.load.workers, spawn=ctx.client_spawn, log_dir=out_dir)
             pool.start()
             if ctx.start_at is not None:
                 # Every shard starts on the same wall-clock second; the schedule
                 # below is relative to it, so intended start times agree too.
+                late = time.time() + START_SLACK_S - ctx.start_at
+                if late > 0:
+                    raise RunError(f"--start-at {utc_stamp(ctx.start_at)} had passed by {late:.1f} s when the "
+                                   f"workers were ready (start-up took longer): give a time further ahead")
                 t_start = time.monotonic() + (ctx.start_at - time.time())
             else:
                 t_start = time.monotonic() + START_SLACK_S
@@ -310,7 +329,9 @@ def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = Non
                 fault.prepare()
                 fault_timer = FaultTimer(fault, t0 + s.fault.at, s.fault.lasts)
                 fault_timer.start()
-            for metric in ("total", "connect", "ttfb") + (("corrected",) if s.load.model == "open" else ()):
+            metrics = ("total", "connect", "ttfb") + (("corrected",) if s.load.model == "open" else ())
+            metrics += (("tls",) if s.target.protocol == "https" else ()) + (("error",) if s.target.is_http else ())
+            for metric in metrics:
                 hlogs[metric] = results.HlogWriter(out_dir / f"latency-{metric}.hlog", meta["t0_epoch"],
                                                    comment=f"tcpstress {metric} latency, microseconds")
             # A shard's workers are workers shard + count·k of count·W in all:
@@ -368,6 +389,16 @@ def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = Non
     return result
 
 
+def _builtin_tls(s: Scenario, out_dir: Path) -> tuple[Path, Path] | None:
+    """A certificate for an https built-in server, made for this run and kept in its folder."""
+    if s.target.protocol != "https":
+        return None
+    from tcpstress.load.tls import make_self_signed
+
+    names = tuple(dict.fromkeys((s.tls.server_name or s.target.host, "localhost", "127.0.0.1", "::1")))
+    return make_self_signed(out_dir / "tls", names)
+
+
 def _with_sources(s: Scenario, sources: tuple[str, ...]) -> Scenario:
     return replace(s, connection=replace(s.connection, source_addresses=sources))
 
@@ -410,7 +441,9 @@ def _collect(pool: WorkerPool, merger: IntervalMerger, hlogs: dict, live: LiveLi
         if running:
             upto = min(running)
         else:
-            upto = reported() if drain else merger.count - 1
+            # Every worker has ended: what they reported is all there is (fewer
+            # seconds than planned when load.max_requests ended the run early).
+            upto = reported()
         _close_intervals(merger, upto, hlogs, live, meta, out_dir)
     if drain:
         _close_intervals(merger, reported(), hlogs, None, meta, out_dir)
@@ -420,7 +453,7 @@ def _close_intervals(merger: IntervalMerger, upto: int, hlogs: dict, live: LiveL
                      out_dir: Path) -> None:
     closed = merger.finalize_upto(upto)
     for agg in closed:
-        length = agg["partial"] if agg["partial"] is not None else 1.0
+        length = agg["length"]
         for metric, writer in hlogs.items():
             writer.write(float(agg["i"]), length, agg["h"][metric])
         if live:
@@ -437,8 +470,11 @@ def _result_data(meta: dict, merger: IntervalMerger, s: Scenario, pool: WorkerPo
         **results.interval_totals(intervals, merger.hists),
         "intended_rate": s.load.rate if s.load.model == "open" else None,
         "started": sum(iv.get("started", 0) for iv in intervals),
+        "in_flight_at_end": sum(w.in_flight for w in pool.workers) if pool else 0,
         "workers": [w.describe() for w in pool.workers] if pool else [],
     }
+    if merger.by_name:
+        summary["requests_by_name"] = merger.named_summary()
     duration = sum(iv["duration"] for iv in intervals)
     if s.load.model == "open" and duration:
         due = s.load.rate * duration if not s.load.ramp else None
