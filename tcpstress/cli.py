@@ -221,6 +221,9 @@ def run(scenario_file, target, out, quiet, shard, start_at, **kwargs):
         sys.exit(1)
     if not reported:
         sys.exit(1)
+    if not result.data["summary"].get("requests"):
+        click.echo("tcpstress: no request succeeded in this run", err=True)
+        sys.exit(1)
 
 
 def _check_output_dir(out: Path) -> None:

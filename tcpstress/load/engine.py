@@ -254,6 +254,7 @@ class Engine:
         self.budget_spent_at = 0.0  # when the last request allowed by max_requests ended
         self.done_requests = 0
         self.in_flight_at_end = 0
+        self.answered_after_end = 0
         self.interrupted = False
         self.epoll = select.epoll()
         self.by_fd: dict[int, Slot] = {}
@@ -552,6 +553,10 @@ class Engine:
 
     def finish_request(self, slot: Slot, closing: bool, eof: bool = False, reset: bool = False) -> None:
         self.done_requests += 1
+        if self.now() >= self.plan.t_end:
+            # Answered after the measured end: not counted, but the server did
+            # serve it; reported with the requests still in flight.
+            self.answered_after_end += 1
         slot.state = IDLE
         if reset:
             self.close_socket(slot)
@@ -815,7 +820,7 @@ class Engine:
                             await trio.sleep(0.05)
                     nursery.cancel_scope.cancel()
         finally:
-            self.in_flight_at_end = self.requests_in_flight()
+            self.in_flight_at_end = self.requests_in_flight() + self.answered_after_end
             for slot in list(self.by_fd.values()):
                 self.close_socket(slot)
             self.epoll.close()
