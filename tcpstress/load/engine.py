@@ -430,7 +430,7 @@ class Engine:
                     self.on_idle_readable(slot)
         except WOULD_BLOCK:
             pass
-        except (OSError, ProtocolError, ShortResponse) as exc:
+        except (OSError, ProtocolError, ShortResponse, StaleConnection) as exc:
             self.fail(slot, exc)
 
     def send_rest(self, slot: Slot) -> None:
@@ -479,7 +479,7 @@ class Engine:
                 data = recv(RECV_SIZE)  # BlockingIOError ends the turn: wait for the next edge
             except (ConnectionResetError, BrokenPipeError) as exc:
                 raise (StaleConnection() if self.is_stale(slot) else exc) from None
-            if not slot.first:
+            if not slot.first and data:
                 slot.first = self.now()
             if self.http:
                 if not data:
