@@ -229,6 +229,10 @@ def _lines(proc: subprocess.CompletedProcess) -> tuple[str, ...]:
 
 def host_state(env: dict) -> HostState:
     podman = lambda *args: _lines(_run(["podman", *args], timeout=60, env=env))  # noqa: E731
+    # podman first: whatever its first call on a machine sets up is in both snapshots.
+    containers = podman("ps", "-a", "--format", "{{.ID}} {{.Names}}")
+    pods = podman("pod", "ps", "--format", "{{.ID}} {{.Name}}")
+    networks = podman("network", "ls", "--format", "{{.Name}}")
     sysctls = []
     for folder, _, files in os.walk("/proc/sys/net"):
         for name in files:
@@ -249,9 +253,9 @@ def host_state(env: dict) -> HostState:
     mounts = tuple(sorted(line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
                           if "/containers/storage" in line.split()[1]))
     return HostState(
-        containers=podman("ps", "-a", "--format", "{{.ID}} {{.Names}}"),
-        pods=podman("pod", "ps", "--format", "{{.ID}} {{.Name}}"),
-        networks=podman("network", "ls", "--format", "{{.Name}}"),
+        containers=containers,
+        pods=pods,
+        networks=networks,
         namespaces=_lines(_run(["ip", "netns", "list"], timeout=30)),
         storage_mounts=mounts,
         engine_processes=frozenset(processes),
@@ -379,6 +383,14 @@ def served_count(target_log: str) -> int:
     return int(match.group(1))
 
 
+def assert_target_agrees(summary: dict, served: int) -> None:
+    """The target's count is the loader's connections plus its one --wait-for-target probe, and
+    at most the operations the loader's measured window cut off at its end (scheduled, sent,
+    served, but not counted as started: seen once, 1 of 6,000)."""
+    cut_off = round(summary["intended_rate"] * summary["duration_s"]) - summary["started"]
+    assert 0 <= served - 1 - summary["connections"] <= max(cut_off, 0), (served, summary["connections"], cut_off)
+
+
 def time_wait_peak(result: dict) -> int:
     (states,) = result["summary"]["states"].values()  # one namespace: the loader's
     return states["TIME_WAIT"]["peak"]
@@ -441,7 +453,7 @@ def test_baseline_runs_out_of_ports_counted_by_tcpstress_and_by_ss(engine):
     assert 0.95 * ports <= summary["connections"] <= ports
     assert summary["errors"].get("EADDRNOTAVAIL", 0) > 2 * ports  # about 1,000/s once the ports are gone
     # The target counted the same connections, plus the loader's --wait-for-target probe.
-    assert summary["connections"] <= run.served - 1 <= summary["connections"] + 1
+    assert_target_agrees(summary, run.served)
     assert "Ephemeral ports exhausted (EADDRNOTAVAIL)" in run.loader_log
 
 
@@ -453,10 +465,10 @@ def test_tw_reuse_gets_the_ports_back(engine):
     assert run.result["sysctls"]["host"]["net.ipv4.tcp_tw_reuse"] == "1"
     # Ports older than 1 s are reused: the baseline carries 1,000 connections and
     # fails ~5,000; here most of the 6,000 get through. A few fail while the
-    # oldest ports are not yet 1 s old (40-300 measured, more on a busy machine).
+    # oldest ports are not yet 1 s old (30-300 measured, more on a busy machine).
     assert summary["connections"] > 4 * ports
     assert summary["errors"].get("EADDRNOTAVAIL", 0) < ports, summary["errors"]
-    assert summary["connections"] <= run.served - 1 <= summary["connections"] + 1
+    assert_target_agrees(summary, run.served)
     assert run.time_wait_ss <= ports
 
 
@@ -479,7 +491,7 @@ def test_a_wide_port_range_never_runs_out(engine):
     assert summary["errors"].get("EADDRNOTAVAIL", 0) == 0, summary["errors"]
     assert summary["connections"] >= 0.95 * 1000 * DURATION_S
     # --abort-on-container-exit stopped the target, which printed its count into the log.
-    assert summary["connections"] <= served_count(up.stdout) - 1 <= summary["connections"] + 1
+    assert_target_agrees(summary, served_count(up.stdout))
 
 
 def test_scaled_loaders_merge_into_the_target_s_count(engine):
@@ -520,3 +532,27 @@ def test_scaled_loaders_merge_into_the_target_s_count(engine):
     assert merged["errors"]["EADDRNOTAVAIL"] == sum(s["errors"]["EADDRNOTAVAIL"] for s in shards.values())
     # The target's own count, less one --wait-for-target probe per loader.
     assert merged["connections"] <= served - LOADERS <= merged["connections"] + LOADERS
+
+
+# --------------------------------------------------------------------------
+# The set-up's own rules (no engine needed)
+
+
+def test_the_mirror_is_read_from_apt_s_sources_in_either_form(tmp_path):
+    deb822 = tmp_path / "debian.sources"
+    deb822.write_text("Types: deb\nURIs: http://security.example/debian-security\nSuites: bookworm-security\n\n"
+                      "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\n")
+    one_line = tmp_path / "sources.list"
+    one_line.write_text("# deb http://old.example/debian bookworm main\n"
+                        "deb [arch=amd64] http://line.example/debian bookworm main\n")
+    assert debian_mirror([deb822]) == "http://mirror.example/debian"
+    assert debian_mirror([one_line]) == "http://line.example/debian"
+    assert debian_mirror([tmp_path / "missing"]) == "http://deb.debian.org/debian"
+
+
+def test_podman_s_ulimits_stay_within_the_hard_limits():
+    text = containers_conf_text()
+    nofile = int(re.search(r'"nofile=(\d+):\1"', text).group(1))
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    assert nofile <= hard or hard == resource.RLIM_INFINITY
+    assert 'runtime = "runc"' in text
