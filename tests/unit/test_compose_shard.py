@@ -91,7 +91,8 @@ def test_no_name_no_server_and_a_stray_reply_say_why(tmp_path):
     with FakeDockerDns({}) as server:
         name, why = container_name("127.0.0.1", server.address, hosts)
         assert name is None
-        assert why == f"{server.address[0]} has no name for 127.0.0.1, and {hosts} names no replica (-1, -2 ...) for 127.0.0.1"
+        assert why == (f"{server.address[0]} has no name for 127.0.0.1, "
+                       f"and {hosts} names no replica (-1, -2 ...) for 127.0.0.1")
     name, why = container_name("127.0.0.1", _closed_udp_port(), hosts)
     assert name is None and why.startswith("no DNS server at 127.0.0.1:")
     assert DOCKER_DNS == ("127.0.0.11", 53)
