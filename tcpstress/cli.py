@@ -161,7 +161,10 @@ def _load(scenario_file, target, overrides):
               "of TCPSTRESS_SHARDS (docker compose --scale)")
 @click.option("--start-at", help="start at this UTC time (ISO 8601), so shards share one schedule; "
               "an empty value means now")
-def run(scenario_file, target, out, quiet, shard, start_at, **kwargs):
+@click.option("--wait-for-target", "wait_for_target", metavar="SECONDS",
+              help="first wait up to SECONDS (e.g. 60s) for the target to accept a connection "
+              "(a container started beside it)")
+def run(scenario_file, target, out, quiet, shard, start_at, wait_for_target=None, **kwargs):
     """Run one scenario (a TOML file, flags, or both) and write a run folder.
 
     \b
@@ -193,6 +196,8 @@ def run(scenario_file, target, out, quiet, shard, start_at, **kwargs):
         runner.check_fd_limit(scenario, ctx.shard[1] if ctx.shard else 1)
     except ScenarioError as e:
         fail(_name_flags(str(e), overrides))
+    if wait_for_target:
+        _wait_for_target(scenario, wait_for_target, start_at)
     if not out:
         sharded = ctx.shard is not None and ctx.shard[1] > 1
         out = sharding.shard_run_dir(scenario, ctx.shard, ctx.start_at) if sharded else runner.default_run_dir(scenario)
@@ -224,6 +229,32 @@ def run(scenario_file, target, out, quiet, shard, start_at, **kwargs):
     if not result.data["summary"].get("requests"):
         click.echo("tcpstress: no request succeeded in this run", err=True)
         sys.exit(1)
+
+
+def _wait_for_target(scenario, text: str, start_at: str | None) -> None:
+    from tcpstress import sharding, target_wait
+    from tcpstress.scenario import ScenarioError
+
+    try:
+        seconds = target_wait.parse_wait(text)
+    except ValueError as e:
+        fail(f"--wait-for-target {text!r}: {e}; expected a duration from 0 to 3600 s, e.g. 60s")
+    if scenario.server.builtin:
+        return  # the run starts its own target
+    host, port = scenario.target.host, scenario.target.port
+    waited = target_wait.wait_for_target(host, port, seconds)
+    if not waited.listening:
+        click.echo(f"tcpstress: run failed: --wait-for-target {text}: {host}:{port} accepted no connection "
+                   f"within {waited.waited_s:.0f} s ({waited.probes} tries, last: {waited.last_error})", err=True)
+        sys.exit(1)
+    if waited.probes > 1:
+        click.echo(f"target {host}:{port} listening after {waited.waited_s:.1f} s", err=True)
+    if start_at:
+        try:
+            sharding.parse_start_at(start_at)  # the wait may have used up the time before START_AT
+        except ScenarioError as e:
+            click.echo(f"tcpstress: run failed: the target listened only after the start time: {e}", err=True)
+            sys.exit(1)
 
 
 def _check_output_dir(out: Path) -> None:
