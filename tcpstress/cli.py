@@ -129,6 +129,9 @@ def _gate_options(f):
                           "`tcpstress report DIR` makes them later")(f)
     f = click.option("--json", "json_out", is_flag=True,
                      help="print the summary and the threshold verdicts as JSON on stdout, nothing else there")(f)
+    f = click.option("--repeat", type=click.IntRange(1, 100), default=1, show_default=True,
+                     help="run N times (compare: the variants interleaved, a b a b); the summary shows the "
+                          "spread, `tcpstress diff` pools the repetitions")(f)
     f = click.option("--threshold", "threshold_exprs", multiple=True, metavar="EXPR",
                      help="a pass/fail check, e.g. 'corrected.p99 < 20ms' (repeatable; exit 99 when one fails)")(f)
     return f
@@ -222,7 +225,8 @@ def _load(scenario_file, target, overrides):
 @click.option("--start-at", help="start at this UTC time (ISO 8601), so shards share one schedule; "
               "an empty value means now")
 @_gate_options
-def run(scenario_file, target, out, quiet, shard, start_at, threshold_exprs, json_out, no_report, fail_on, **kwargs):
+def run(scenario_file, target, out, quiet, shard, start_at, threshold_exprs, json_out, no_report, fail_on, repeat,
+        **kwargs):
     """Run one scenario (a TOML file, flags, or both) and write a run folder.
 
     \b
@@ -259,6 +263,11 @@ def run(scenario_file, target, out, quiet, shard, start_at, threshold_exprs, jso
         out = sharding.shard_run_dir(scenario, ctx.shard, ctx.start_at) if sharded else runner.default_run_dir(scenario)
     live = None if quiet else sys.stderr  # not a terminal: a plain line every few seconds
     _check_output_dir(out)
+    if repeat > 1:
+        if ctx.shard or ctx.start_at:
+            fail("--repeat: not with --shard or --start-at (a shard's schedule is one run); repeat the sharded run instead")
+        _run_repeats(scenario, out, repeat, live, checks, json_out, no_report, fail_on)
+        return
     try:
         result = runner.run_scenario(scenario, out, ctx, live=live)
     except runner.RunInterrupted as e:
@@ -292,6 +301,61 @@ def run(scenario_file, target, out, quiet, shard, start_at, threshold_exprs, jso
     if not reported:
         sys.exit(1)
     code = _gate_code([result], findings, fail_on)
+    if code:
+        sys.exit(code)
+
+
+def _run_repeats(scenario, out: Path, repeat: int, live, checks, json_out, no_report, fail_on) -> None:
+    """`run --repeat N`: N run folders in one repeat folder, then the spread between them."""
+    import json
+
+    from tcpstress import repeat as repeats
+    from tcpstress import runner
+    from tcpstress.summary import format_comparison
+    from tcpstress.thresholds import record
+
+    say = _say(json_out)
+    groups: dict[str, str] = {}
+    done = []
+    code = 0
+    for k in range(repeat):
+        folder = Path(out) / repeats.folder_name(None, k)
+        groups[folder.name] = scenario.name
+        try:
+            Path(out).mkdir(parents=True, exist_ok=True)
+            repeats.write_index(out, scenario.name, groups)
+            click.echo(f"repetition {k + 1}/{repeat}", err=True)
+            result = runner.run_scenario(scenario, folder, runner.RunContext(variant=folder.name), live=live)
+        except runner.RunInterrupted as e:
+            click.echo(f"interrupted ({e.args[0]}): partial results saved in {out}", err=True)
+            code = e.code
+            break
+        except runner.RunError as e:
+            click.echo(f"tcpstress: run failed: {e}", err=True)
+            code = 1
+            break
+        except OSError as e:
+            click.echo(f"tcpstress: cannot write results in {out}: {e.strerror}", err=True)
+            sys.exit(1)
+        record(result, checks)
+        done.append(result)
+        if result.data.get("partial"):
+            click.echo(f"tcpstress: partial result: {result.data.get('partial_reason')}", err=True)
+            code = code or 1
+    findings: list = []
+    if done:
+        say(format_comparison(done))
+        say(repeats.format_spread(scenario.name, done))
+        _say_thresholds(done, say)
+        if not _report_after_run([Path(out)], Path(out), err=json_out, render=not no_report, found=findings):
+            code = code or 1
+    say(f"results: {out}")
+    if json_out:
+        click.echo(json.dumps({"repeats": {r.name: {**r.summary, "thresholds": r.data.get("thresholds", [])}
+                                           for r in done},
+                               "spread": [vars(s) for s in repeats.spread(done)]}, indent=2))
+    if not code and done:
+        code = _gate_code(done, findings, fail_on)
     if code:
         sys.exit(code)
 
@@ -370,14 +434,16 @@ def _report_after_run(folders: list[Path], out: Path, err: bool = False, render:
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), help="comparison folder")
 @click.option("--quiet", "-q", is_flag=True, help="no live line")
 @_gate_options
-def compare(scenario_file, variant_names, out, quiet, threshold_exprs, json_out, no_report, fail_on, **kwargs):
+def compare(scenario_file, variant_names, out, quiet, threshold_exprs, json_out, no_report, fail_on, repeat,
+            **kwargs):
     """Run every variant of a scenario (in a fresh lab each, when lab = true) and compare them."""
     _compare(scenario_file, variant_names, out, quiet, _rate_implies_open(_overrides(kwargs)),
-             threshold_exprs=threshold_exprs, json_out=json_out, no_report=no_report, fail_on=fail_on)
+             threshold_exprs=threshold_exprs, json_out=json_out, no_report=no_report, fail_on=fail_on,
+             repeat=repeat)
 
 
 def _compare(scenario_file, variant_names, out, quiet, overrides, threshold_exprs=(), json_out=False,
-             no_report=False, fail_on=None) -> None:
+             no_report=False, fail_on=None, repeat=1) -> None:
     from tcpstress import runner
     from tcpstress.results import load_result
     from tcpstress.scenario import ScenarioError
@@ -402,7 +468,7 @@ def _compare(scenario_file, variant_names, out, quiet, overrides, threshold_expr
     code = 0
     try:
         runner.run_comparison(scenario, out, names, live=live,
-                              progress=lambda m: click.echo(m, err=True))
+                              progress=lambda m: click.echo(m, err=True), repeat=repeat)
     except ScenarioError as e:
         fail(str(e))
     except runner.RunInterrupted as e:
@@ -423,6 +489,11 @@ def _compare(scenario_file, variant_names, out, quiet, overrides, threshold_expr
             record(result, checks)
         say("")
         say(format_comparison(runs))
+        if repeat > 1:
+            from tcpstress import repeat as repeats
+
+            for name in dict.fromkeys(r.data.get("variant", "").rpartition("-")[0] for r in runs):
+                say(repeats.format_spread(name, [r for r in runs if r.data.get("variant", "").rpartition("-")[0] == name]))
         _say_thresholds(runs, say)
         if not _report_after_run([Path(out)], Path(out), err=json_out, render=not no_report, found=findings):
             code = code or 1
@@ -566,6 +637,54 @@ def report(folders, out):
     for line in format_findings(findings):
         click.echo(line)
     click.echo(f"report: {path}")
+
+
+@cli.command()
+@click.argument("base", type=click.Path(path_type=Path))
+@click.argument("new", type=click.Path(path_type=Path))
+@click.option("--max-regression", metavar="PERCENT",
+              help="exit 99 when a metric got significantly worse by more than this, e.g. 5%")
+@click.option("--min-change", metavar="PERCENT", default="0%", show_default=True,
+              help="smaller changes read 'no significant change' whatever the test says")
+@click.option("--json", "json_out", is_flag=True, help="the comparison as JSON on stdout, nothing else there")
+@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path),
+              help="where to write diff.html, diff.md and diff.json (default: reports/<time>-diff)")
+def diff(base, new, max_regression, min_change, json_out, out):
+    """Compare two run (or comparison, or --repeat) folders: faster, slower or no significant change.
+
+    \b
+    Significance comes from the per-second intervals (Mann-Whitney U), never
+    from two single numbers. Exit codes: 0 no regression beyond --max-regression,
+    99 a significant regression beyond it, 2 bad input.
+    \b
+    Example:
+      tcpstress diff last-release/ this-release/ --max-regression 5%
+    """
+    import json
+
+    from tcpstress.diff import DiffError, diff_folders, format_text, parse_fraction, write_report
+    from tcpstress.results import ResultError, folder_stamp
+    from tcpstress.thresholds import EXIT_FAILED
+
+    try:
+        limit = parse_fraction(max_regression, "--max-regression") if max_regression is not None else None
+        floor = parse_fraction(min_change, "--min-change")
+        if out is not None:
+            _check_output_dir(out)
+        result = diff_folders(base, new, min_change=floor, max_regression=limit)
+    except (DiffError, ResultError) as e:
+        fail(str(e))
+    out = out or _new_folder(Path("reports") / f"{folder_stamp()}-diff")
+    say = _say(json_out)
+    say(format_text(result))
+    try:
+        say(f"report: {write_report(result, out)}")
+    except OSError as e:
+        click.echo(f"tcpstress: could not write the diff report in {out}: {e.strerror}", err=True)
+    if json_out:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    if result.regressions():
+        sys.exit(EXIT_FAILED)
 
 
 @cli.command()

@@ -472,8 +472,13 @@ def pick_variants(scenario: Scenario, names: list[str] | None) -> list:
 
 
 def run_comparison(scenario: Scenario, out_dir: Path, variant_names: list[str] | None = None,
-                   live: TextIO | None = None, progress: Callable[[str], None] | None = None) -> dict:
+                   live: TextIO | None = None, progress: Callable[[str], None] | None = None,
+                   repeat: int = 1) -> dict:
     """Run each variant with otherwise the same workload; one run folder per variant.
+
+    With repeat > 1 the variants run `repeat` times, interleaved (a-1 b-1 a-2 b-2:
+    a drift of the machine hits every variant alike), and comparison.json's
+    "groups" names the variant each folder repeats (tcpstress/repeat.py).
 
     With `lab = true` every variant gets fresh client and server namespaces and
     its own sysctl profile; without, variants may only change the workload and
@@ -497,17 +502,23 @@ def run_comparison(scenario: Scenario, out_dir: Path, variant_names: list[str] |
     run_id = secrets.token_hex(3)
     comparison = {"format": results.COMPARISON_FORMAT, "scenario": scenario.name, "lab": scenario.lab,
                   "variants": [v.name for v in variants], "runs": {}, "run_id": run_id}
-    for index, v in enumerate(variants):
+    plan = [(v, k) for k in range(repeat) for v in variants]
+    if repeat > 1:
+        comparison.update(variants=[f"{v.name}-{k + 1}" for v, k in plan], groups={}, repeat=True)
+    for index, (v, k) in enumerate(plan):
         sc = scenario.with_variant(v)
-        run_dir = out_dir / v.name
+        folder = v.name if repeat == 1 else f"{v.name}-{k + 1}"
+        run_dir = out_dir / folder
         if progress:
-            progress(f"variant {index + 1}/{len(variants)}: {v.name}" + (f" ({v.description})" if v.description else ""))
-        comparison["runs"][v.name] = v.name
+            progress(f"variant {index + 1}/{len(plan)}: {folder}" + (f" ({v.description})" if v.description else ""))
+        comparison["runs"][folder] = folder
+        if repeat > 1:
+            comparison["groups"][folder] = v.name
         results.write_atomic(out_dir / results.COMPARISON_FILE, json.dumps(comparison, indent=2) + "\n")
         if scenario.lab:
             _run_in_lab(sc, v, profiles[v.name], run_dir, run_id, index, live)
         else:
-            run_scenario(sc, run_dir, RunContext(variant=v.name), live=live)
+            run_scenario(sc, run_dir, RunContext(variant=folder), live=live)
     return comparison
 
 
