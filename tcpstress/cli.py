@@ -644,7 +644,7 @@ def report(folders, out):
 @click.argument("new", type=click.Path(path_type=Path))
 @click.option("--max-regression", metavar="PERCENT",
               help="exit 99 when a metric got significantly worse by more than this, e.g. 5%")
-@click.option("--min-change", metavar="PERCENT", default="0%", show_default=True,
+@click.option("--min-change", metavar="PERCENT", default="2%", show_default=True,
               help="smaller changes read 'no significant change' whatever the test says")
 @click.option("--json", "json_out", is_flag=True, help="the comparison as JSON on stdout, nothing else there")
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path),
