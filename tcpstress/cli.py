@@ -1,8 +1,10 @@
 """The tcpstress command line: the only place that prints results and picks exit codes.
 
 Exit codes: 0 success, 1 the run itself failed (a worker could not start, the
-target never answered), 2 bad input (scenario, flags, run folders), 130/143
-interrupted by SIGINT/SIGTERM after saving what was gathered.
+target never answered, not one request succeeded), 2 bad input (scenario,
+flags, run folders), 99 a threshold failed (k6's code; also a CRITICAL finding
+with --fail-on critical, and a regression beyond `diff --max-regression`),
+130/143 interrupted by SIGINT/SIGTERM after saving what was gathered.
 """
 
 from __future__ import annotations

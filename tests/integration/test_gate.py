@@ -165,3 +165,20 @@ def test_diff_exit_code_follows_max_regression(sides, tmp_path):
     faster = run_cli("diff", sides["slow"], sides["base"], "--max-regression", "5%", "--out", tmp_path / "c")
     assert faster.returncode == 0, faster.stdout
     assert "faster" in faster.stdout
+
+
+def test_report_of_several_folders_goes_to_a_new_folder_never_into_the_first(sides, tmp_path):
+    first_files = sorted(p.name for p in (sides["base"]).iterdir())
+    proc = run_cli("report", sides["base"], sides["slow"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    (made,) = (tmp_path / "reports").iterdir()
+    assert made.name.endswith("-report") and (made / "report.html").is_file()
+    assert sorted(p.name for p in sides["base"].iterdir()) == first_files
+
+
+def test_diff_refuses_a_folder_that_is_no_run_with_one_line(sides, tmp_path):
+    proc = run_cli("diff", sides["base"], tmp_path, "--out", tmp_path / "d")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"tcpstress: error: {tmp_path}: no result.json here: not a tcpstress run folder"]
+    bad = run_cli("diff", sides["base"], sides["slow"], "--max-regression", "five", "--out", tmp_path / "e")
+    assert bad.returncode == 2 and "--max-regression 'five'" in bad.stderr
