@@ -58,3 +58,31 @@ def test_serve_delay_takes_a_duration():
     assert proc.returncode == 2 and "'10xs' is not a duration" in proc.stderr
     proc = run_cli("serve", "--port", 0, "--delay", "10ms", "--max-seconds", 0.2, timeout=30)
     assert proc.returncode == 0 and proc.stdout.startswith("listening http")
+
+
+def gate(summary, thresholds=(), findings=(), fail_on=None):
+    from tcpstress.cli import _gate_code
+    from tcpstress.results import RunResult
+
+    data = {"name": "x", "summary": summary, "thresholds": [t.to_dict() for t in thresholds]}
+    return _gate_code([RunResult(data=data)], list(findings), fail_on)
+
+
+def test_exit_codes_of_the_gate(capsys):
+    from tcpstress.report.finding import Finding
+    from tcpstress.thresholds import evaluate, parse
+
+    ok = {"requests": 10, "error_total": 0, "latency_us": {"total": {"count": 10, "p99": 500}}}
+    critical = Finding(severity="critical", title="Connections refused", text="...")
+    warning = Finding(severity="warning", title="Generator saturated", text="...")
+    assert gate(ok) == 0
+    assert gate(ok, evaluate([parse("total.p99 < 1ms")], ok)) == 0
+    assert gate(ok, evaluate([parse("total.p99 < 100us")], ok)) == 99
+    assert gate(ok, findings=[critical]) == 0
+    assert gate(ok, findings=[warning], fail_on="critical") == 0
+    assert gate(ok, findings=[critical], fail_on="critical") == 99
+    assert "--fail-on critical: Connections refused" in capsys.readouterr().err
+    # A run in which not one request succeeded failed, whatever its thresholds say.
+    assert gate({"requests": 0, "errors": {"ECONNREFUSED": 5}}, evaluate([parse("error_rate <= 100%")],
+                                                                          {"requests": 0})) == 1
+    assert "not one request succeeded (x; errors: ECONNREFUSED 5)" in capsys.readouterr().err
