@@ -494,8 +494,9 @@ def _compare(scenario_file, variant_names, out, quiet, overrides, threshold_expr
         if repeat > 1:
             from tcpstress import repeat as repeats
 
-            for name in dict.fromkeys(r.data.get("variant", "").rpartition("-")[0] for r in runs):
-                say(repeats.format_spread(name, [r for r in runs if r.data.get("variant", "").rpartition("-")[0] == name]))
+            groups = repeats.groups_of(Path(out))
+            for name in dict.fromkeys(groups.get(r.folder.name, r.folder.name) for r in runs):
+                say(repeats.format_spread(name, [r for r in runs if groups.get(r.folder.name, r.folder.name) == name]))
         _say_thresholds(runs, say)
         if not _report_after_run([Path(out)], Path(out), err=json_out, render=not no_report, found=findings):
             code = code or 1

@@ -43,6 +43,15 @@ def write_index(out: Path, scenario_name: str, groups: dict[str, str], lab: bool
     results.write_atomic(Path(out) / results.COMPARISON_FILE, json.dumps(index, indent=2) + "\n")
 
 
+def groups_of(folder: Path) -> dict[str, str]:
+    """A repeat folder's run folder -> the group it repeats ({} for any other folder)."""
+    try:
+        groups = json.loads((Path(folder) / results.COMPARISON_FILE).read_text()).get("groups")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {str(k): str(v) for k, v in groups.items()} if isinstance(groups, dict) else {}
+
+
 def spread(runs: list[results.RunResult]) -> list[Spread]:
     """The spread of requests/s and p99 (total, and corrected when measured) over repetitions."""
     out = []

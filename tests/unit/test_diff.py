@@ -125,3 +125,62 @@ def test_percentages(text, value):
 def test_bad_percentages(text):
     with pytest.raises(DiffError, match="--max-regression"):
         parse_fraction(text, "--max-regression")
+
+
+def save_run(folder, rates, variant=None):
+    from tcpstress.results import FORMAT
+
+    data = {"format": FORMAT, "name": "s", "variant": variant, "scenario": {},
+            "intervals": [{"t": float(i), "duration": 1.0, "requests": r, "connections": 1, "errors": {}}
+                          for i, r in enumerate(rates)],
+            "summary": {"duration_s": float(len(rates))}}
+    RunResult(data=data).save(folder)
+
+
+def save_comparison(folder, runs, groups=None):
+    from tcpstress.results import COMPARISON_FILE, COMPARISON_FORMAT
+
+    folder.mkdir(parents=True)
+    for name, rates in runs.items():
+        save_run(folder / name, rates, variant=name)
+    index = {"format": COMPARISON_FORMAT, "variants": list(runs), "runs": {n: n for n in runs}}
+    if groups:
+        index["groups"] = groups
+    (folder / COMPARISON_FILE).write_text(json.dumps(index))
+
+
+def test_comparison_folders_pair_by_variant_and_repeats_pool(tmp_path):
+    from tcpstress.diff import diff_folders
+
+    save_comparison(tmp_path / "base", {"a-1": [100, 101], "b-1": [50, 51], "a-2": [102, 103], "b-2": [52, 53],
+                                        "old-1": [1, 1]},
+                    groups={"a-1": "a", "a-2": "a", "b-1": "b", "b-2": "b", "old-1": "old"})
+    save_comparison(tmp_path / "new", {"a-1": [80, 81], "b-1": [50, 52], "a-2": [82, 83], "b-2": [51, 53],
+                                       "fresh-1": [1, 1]},
+                    groups={"a-1": "a", "a-2": "a", "b-1": "b", "b-2": "b", "fresh-1": "fresh"})
+    result = diff_folders(tmp_path / "base", tmp_path / "new", max_regression=0.05)
+    by_name = {p.name: metric(p, "requests_per_s") for p in result.pairs}
+    assert set(by_name) == {"a", "b"}
+    assert (by_name["a"].n_base, by_name["a"].verdict) == (4, "slower")
+    assert by_name["b"].verdict == NO_CHANGE
+    assert by_name["a"].ratio == pytest.approx(81.5 / 101.5)
+    assert sorted(result.unpaired) == [f"fresh (only in {tmp_path / 'new'})", f"old (only in {tmp_path / 'base'})"]
+    assert [(p.name, m.metric) for p, m in result.regressions()] == [("a", "requests_per_s")]
+
+
+def test_two_single_runs_pair_whatever_their_names(tmp_path):
+    from tcpstress.diff import diff_folders
+
+    save_run(tmp_path / "x", [10, 10, 10, 10], variant="one")
+    save_run(tmp_path / "y", [10, 10, 10, 10], variant="two")
+    (pair,) = diff_folders(tmp_path / "x", tmp_path / "y").pairs
+    assert pair.name == "one -> two" and metric(pair, "requests_per_s").verdict == NO_CHANGE
+
+
+def test_comparisons_with_nothing_in_common_are_refused(tmp_path):
+    from tcpstress.diff import diff_folders
+
+    save_comparison(tmp_path / "base", {"a": [1, 2], "b": [1, 2]})
+    save_comparison(tmp_path / "new", {"c": [1, 2], "d": [1, 2]})
+    with pytest.raises(DiffError, match="share no variant name: a, b against c, d"):
+        diff_folders(tmp_path / "base", tmp_path / "new")
