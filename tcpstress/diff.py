@@ -475,7 +475,7 @@ def _change(m: MetricDiff) -> str:
 def format_markdown(result: DiffResult) -> str:
     from tcpstress.report.markdown import md_table
 
-    out = [f"# tcpstress diff", "", f"**base** `{result.base}` · **new** `{result.new}`", "",
+    out = ["# tcpstress diff", "", f"**base** `{result.base}` · **new** `{result.new}`", "",
            f"Verdicts: two-sided Mann-Whitney U over per-second intervals, p < {result.alpha:g}"
            + (f", changes under {result.min_change:.1%} ignored" if result.min_change else "") + ".", "",
            f"**{_bottom_line(result)}**", ""]
@@ -489,7 +489,7 @@ def format_markdown(result: DiffResult) -> str:
 def format_html(result: DiffResult) -> str:
     from html import escape
 
-    from tcpstress.report.html import CSS, _table
+    from tcpstress.report.html import CSS, _table  # the report's look, so a diff page reads like one
 
     def mark(r: int, i: int, cell: str) -> str:
         return "bad" if i == 6 and cell in ("slower", "worse") else ""
