@@ -149,17 +149,20 @@ def _thresholds(scenario, exprs):
         fail(str(e))
 
 
-def _gate_code(results_, findings, fail_on) -> int:
+def _gate_code(results_, findings, fail_on, empty_fails: bool = True) -> int:
     """0, 1 (a run in which not one request succeeded) or 99 (a threshold or, with --fail-on, a finding).
 
-    The verdicts are those record() kept in each result."""
+    The verdicts are those record() kept in each result. empty_fails=False (compare):
+    a variant that provokes a total failure (SYN_SENT, a partition) is the experiment
+    working, so it is named but decides nothing; its thresholds still do."""
     from tcpstress.thresholds import EXIT_FAILED, recorded
 
     empty = [r for r in results_ if not r.summary.get("requests")]
     for result in empty:
         errors = ", ".join(f"{k} {v:,}" for k, v in (result.summary.get("errors") or {}).items()) or "none"
-        click.echo(f"tcpstress: run failed: not one request succeeded ({result.name}; errors: {errors})", err=True)
-    if empty:
+        what = "run failed" if empty_fails else "note"
+        click.echo(f"tcpstress: {what}: not one request succeeded ({result.name}; errors: {errors})", err=True)
+    if empty and empty_fails:
         return 1
     code = 0
     failed = [f"{r.name}: {v.expr} ({'' if v.measured is None else 'measured '}{v.measured_text})"
@@ -506,7 +509,7 @@ def _compare(scenario_file, variant_names, out, quiet, overrides, threshold_expr
         click.echo(json.dumps({"variants": {r.name: {**r.summary, "thresholds": r.data.get("thresholds", [])}
                                             for r in runs}}, indent=2))
     if not code and runs:
-        code = _gate_code(runs, findings, fail_on)
+        code = _gate_code(runs, findings, fail_on, empty_fails=False)
     if code:
         sys.exit(code)
 

@@ -60,12 +60,12 @@ def test_serve_delay_takes_a_duration():
     assert proc.returncode == 0 and proc.stdout.startswith("listening http")
 
 
-def gate(summary, thresholds=(), findings=(), fail_on=None):
+def gate(summary, thresholds=(), findings=(), fail_on=None, empty_fails=True):
     from tcpstress.cli import _gate_code
     from tcpstress.results import RunResult
 
     data = {"name": "x", "summary": summary, "thresholds": [t.to_dict() for t in thresholds]}
-    return _gate_code([RunResult(data=data)], list(findings), fail_on)
+    return _gate_code([RunResult(data=data)], list(findings), fail_on, empty_fails=empty_fails)
 
 
 def test_exit_codes_of_the_gate(capsys):
@@ -86,3 +86,7 @@ def test_exit_codes_of_the_gate(capsys):
     assert gate({"requests": 0, "errors": {"ECONNREFUSED": 5}}, evaluate([parse("error_rate <= 100%")],
                                                                           {"requests": 0})) == 1
     assert "not one request succeeded (x; errors: ECONNREFUSED 5)" in capsys.readouterr().err
+    # compare: a variant that provokes a total failure is the experiment, not a failed run.
+    assert gate({"requests": 0, "errors": {"ETIMEDOUT": 5}}, empty_fails=False) == 0
+    assert "note: not one request succeeded" in capsys.readouterr().err
+    assert gate({"requests": 0}, evaluate([parse("requests > 0")], {"requests": 0}), empty_fails=False) == 99
