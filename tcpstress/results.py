@@ -20,6 +20,10 @@ result.json (format "tcpstress-result/1"):
       "partial": false, "partial_reason": null,
       "name": "keepalive_vs_churn", "variant": "baseline" | null,
       "scenario": {...the resolved scenario, as Scenario.to_dict()...},
+      "thresholds": [           # after the run, when there were any (tcpstress/thresholds.py)
+        {"expr": "corrected.p99 < 20ms", "metric": "corrected.p99", "kind": "time", "op": "<",
+         "limit": 20000.0, "measured": 1234.0 | null, "passed": true, "verdict": "PASS" | "FAIL",
+         "reason": "" | "not measured", "measured_text": "1.234 ms", "source": "--threshold"}],
       "sysctls": {"client": {"net.ipv4.tcp_tw_reuse": "0", ...}, "server": {...}},
                                 # read back; a run outside the lab: {"host": {...}},
                                 # the namespace it loaded from (read, never written)

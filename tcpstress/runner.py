@@ -162,22 +162,31 @@ class FaultTimer:
 
 
 class LiveLine:
-    """One status line a second on a terminal (wrk-style progress)."""
+    """One status line a second on a terminal (wrk-style progress); elsewhere (a CI log)
+    a plain line every PLAIN_EVERY seconds, since carriage returns make a log unreadable."""
+
+    PLAIN_EVERY = 5
 
     def __init__(self, stream: TextIO | None):
         self.stream = stream
+        isatty = getattr(stream, "isatty", None)
+        self.terminal = bool(stream) and bool(isatty and isatty())
 
     def show(self, agg: dict, intervals_total: int) -> None:
         if not self.stream:
             return
+        second = agg["i"] + 1
+        if not self.terminal and second % self.PLAIN_EVERY and second != intervals_total:
+            return
         p99 = agg["h"]["total"].get_value_at_percentile(99) / 1000.0 if agg["requests"] else 0.0
         errors = sum(agg["errors"].values())
-        self.stream.write(f"\r  {agg['i'] + 1:>4}/{intervals_total}s  {agg['connections']:>8,} conn/s  "
-                          f"{agg['requests']:>8,} req/s  p99 {p99:8.2f} ms  errors {errors:,}   ")
+        text = (f"  {second:>4}/{intervals_total}s  {agg['connections']:>8,} conn/s  "
+                f"{agg['requests']:>8,} req/s  p99 {p99:8.2f} ms  errors {errors:,}")
+        self.stream.write(f"\r{text}   " if self.terminal else f"progress {text.strip()}\n")
         self.stream.flush()
 
     def done(self) -> None:
-        if self.stream:
+        if self.stream and self.terminal:
             self.stream.write("\n")
             self.stream.flush()
 
@@ -499,8 +508,13 @@ def pick_variants(scenario: Scenario, names: list[str] | None) -> list:
 
 
 def run_comparison(scenario: Scenario, out_dir: Path, variant_names: list[str] | None = None,
-                   live: TextIO | None = None, progress: Callable[[str], None] | None = None) -> dict:
+                   live: TextIO | None = None, progress: Callable[[str], None] | None = None,
+                   repeat: int = 1) -> dict:
     """Run each variant with otherwise the same workload; one run folder per variant.
+
+    With repeat > 1 the variants run `repeat` times, interleaved (a-1 b-1 a-2 b-2:
+    a drift of the machine hits every variant alike), and comparison.json's
+    "groups" names the variant each folder repeats (tcpstress/repeat.py).
 
     With `lab = true` every variant gets fresh client and server namespaces and
     its own sysctl profile; without, variants may only change the workload and
@@ -524,17 +538,23 @@ def run_comparison(scenario: Scenario, out_dir: Path, variant_names: list[str] |
     run_id = secrets.token_hex(3)
     comparison = {"format": results.COMPARISON_FORMAT, "scenario": scenario.name, "lab": scenario.lab,
                   "variants": [v.name for v in variants], "runs": {}, "run_id": run_id}
-    for index, v in enumerate(variants):
+    plan = [(v, k) for k in range(repeat) for v in variants]
+    if repeat > 1:
+        comparison.update(variants=[f"{v.name}-{k + 1}" for v, k in plan], groups={}, repeat=True)
+    for index, (v, k) in enumerate(plan):
         sc = scenario.with_variant(v)
-        run_dir = out_dir / v.name
+        folder = v.name if repeat == 1 else f"{v.name}-{k + 1}"
+        run_dir = out_dir / folder
         if progress:
-            progress(f"variant {index + 1}/{len(variants)}: {v.name}" + (f" ({v.description})" if v.description else ""))
-        comparison["runs"][v.name] = v.name
+            progress(f"variant {index + 1}/{len(plan)}: {folder}" + (f" ({v.description})" if v.description else ""))
+        comparison["runs"][folder] = folder
+        if repeat > 1:
+            comparison["groups"][folder] = v.name
         results.write_atomic(out_dir / results.COMPARISON_FILE, json.dumps(comparison, indent=2) + "\n")
         if scenario.lab:
             _run_in_lab(sc, v, profiles[v.name], run_dir, run_id, index, live)
         else:
-            run_scenario(sc, run_dir, RunContext(variant=v.name), live=live)
+            run_scenario(sc, run_dir, RunContext(variant=folder), live=live)
     return comparison
 
 

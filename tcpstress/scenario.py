@@ -47,6 +47,9 @@ class ScenarioError(ValueError):
 
 _DURATION_UNITS = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zµ]*)\s*$")
+_PART = r"(\d+(?:\.\d+)?)(ms|us|µs|min|h|m|s)"
+_PART_RE = re.compile(_PART)
+_COMPOUND_RE = re.compile(rf"^\s*(?:{_PART}){{2,}}\s*$")
 
 
 def parse_duration(value: Any) -> float:
@@ -57,9 +60,15 @@ def parse_duration(value: Any) -> float:
         seconds = float(value)
     elif isinstance(value, str):
         m = _DURATION_RE.match(value.lower())
-        if not m or (m.group(2) and m.group(2) not in _DURATION_UNITS):
-            raise ValueError(f"{value!r} is not a duration: use a number with us, ms, s, m or h (e.g. 10s, 500ms, 2m)")
-        seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2) or "s"]
+        compound = _COMPOUND_RE.match(value.lower()) if not m else None
+        if compound:
+            # 1m30s, 1h2m3s, 1s500ms: the parts add up, as in Go and k6.
+            seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in _PART_RE.findall(value.lower()))
+        elif not m or (m.group(2) and m.group(2) not in _DURATION_UNITS):
+            raise ValueError(f"{value!r} is not a duration: use a number with us, ms, s, m or h "
+                             f"(e.g. 10s, 500ms, 2m, 1m30s)")
+        else:
+            seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2) or "s"]
     else:
         raise ValueError(f"expected a duration like 10s, 500ms, 2m, got {type(value).__name__}")
     if not math.isfinite(seconds) or seconds < 0:
@@ -311,6 +320,7 @@ class Scenario:
     lab: bool = False
     requests: tuple[RequestSpec, ...] = ()  # [[request]]: empty means the one request [target] describes
     variants: tuple[Variant, ...] = ()
+    thresholds: tuple[str, ...] = ()  # [thresholds] checks, validated by tcpstress.thresholds.parse
     raw: dict = field(default_factory=dict, compare=False, repr=False)
     source: str = "<flags>"
 
@@ -322,6 +332,7 @@ class Scenario:
         d["target"]["expect_status"] = list(self.target.expect_status)
         d["requests"] = [dict(asdict(r), headers=list(r.headers)) for r in self.requests]
         d["variants"] = [asdict(v) for v in self.variants]
+        d["thresholds"] = list(self.thresholds)
         return d
 
     def request_specs(self) -> tuple[RequestSpec, ...]:
@@ -346,7 +357,8 @@ class Scenario:
                    server=Server(**d["server"]), load=Load(**d["load"]), connection=Connection(**conn),
                    sampling=Sampling(**d["sampling"]), fault=Fault(**d.get("fault", {})),
                    tls=Tls(**d.get("tls", {})), lab=d["lab"], requests=requests,
-                   variants=tuple(Variant(**v) for v in d["variants"]), source=d.get("source", "<dict>"))
+                   variants=tuple(Variant(**v) for v in d["variants"]),
+                   thresholds=tuple(d.get("thresholds", ())), source=d.get("source", "<dict>"))
 
     def variant(self, name: str) -> Variant:
         for v in self.variants:
@@ -657,7 +669,7 @@ def build(raw: dict[str, Any], where: str = "<flags>") -> Scenario:
     for key, value in raw.items():
         if key == "_text_keys":
             continue
-        if key in ("variants", "request"):
+        if key in ("variants", "request", "thresholds"):
             continue
         if key in SECTIONS:
             if not isinstance(value, dict):
@@ -670,7 +682,7 @@ def build(raw: dict[str, Any], where: str = "<flags>") -> Scenario:
         elif key in SCHEMA[""]:
             values[""][key] = _check_field("", key, value, where, key in text_keys)
         else:
-            choices = SECTIONS + list(SCHEMA[""]) + ["request", "variants"]
+            choices = SECTIONS + list(SCHEMA[""]) + ["request", "variants", "thresholds"]
             raise ScenarioError(f"{where}: unknown key {key!r}{_did_you_mean(key, choices)}; "
                                 f"allowed: {', '.join(choices)}")
 
@@ -700,6 +712,7 @@ def build(raw: dict[str, Any], where: str = "<flags>") -> Scenario:
         lab=values[""].get("lab", False),
         requests=_build_requests(raw.get("request", []), where, values["target"]),
         variants=_build_variants(raw.get("variants", {}), where),
+        thresholds=_build_thresholds(raw.get("thresholds", {}), where),
         raw=raw,
         source=where,
     )
@@ -797,6 +810,28 @@ def _build_variants(raw: Any, where: str) -> tuple[Variant, ...]:
         out.append(Variant(name=name, description=spec.get("description", ""), profile=spec.get("profile", ""),
                            client=dict(spec.get("client_sysctls", {})), server=dict(spec.get("server_sysctls", {})),
                            overrides=overrides))
+    return tuple(out)
+
+
+def _build_thresholds(raw: Any, where: str) -> tuple[str, ...]:
+    """[thresholds] checks = ["corrected.p99 < 20ms", ...]: each parsed now, so a bad one stops the run before it starts."""
+    from tcpstress.thresholds import ThresholdError, parse
+
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{where}: [thresholds] must be a table: checks = [\"corrected.p99 < 20ms\", ...]")
+    for key in raw:
+        if key != "checks":
+            raise ScenarioError(f"{where}: unknown key thresholds.{_shown(key)}{_did_you_mean(key, ['checks'])}; "
+                                f"allowed in [thresholds]: checks")
+    checks = raw.get("checks", [])
+    if not isinstance(checks, list):
+        raise ScenarioError(f"{where}: thresholds.checks must be a list of strings like \"corrected.p99 < 20ms\"")
+    out = []
+    for i, expr in enumerate(checks):
+        try:
+            out.append(parse(expr, source=f"{where}: thresholds.checks[{i}]").expr)
+        except ThresholdError as e:
+            raise ScenarioError(str(e)) from None
     return tuple(out)
 
 

@@ -92,6 +92,13 @@ def format_summary(result: RunResult) -> str:
             lines.append(f"  !! {w['name']} {w['exit']} after {w['requests']:,} requests")
     if d.get("partial"):
         lines.append(f"  PARTIAL RESULT: {d.get('partial_reason')}")
+    if not s.get("requests") and not d.get("partial"):
+        lines.append("  NO REQUEST SUCCEEDED: the run failed")
+    from tcpstress.thresholds import format_table, recorded
+
+    table = format_table(recorded(d))
+    if table:
+        lines += ["", table]
     return "\n".join(lines)
 
 

@@ -189,6 +189,23 @@ def _variants(ctx: ReportContext, colours: dict[str, str]) -> str:
             "</table></div>")
 
 
+def _thresholds(runs: list[RunData]) -> str:
+    """The release gate's PASS/FAIL table, first on the page: what a CI reader opens the report for."""
+    from tcpstress.thresholds import report_rows
+
+    headers, rows = report_rows(runs)
+    if not rows:
+        return ""
+    failed = sum(1 for r in rows if r[-1] == "FAIL")
+    verdict = (f'<div class="verdict bad">{failed} of {len(rows)} thresholds failed</div>' if failed
+               else f'<div class="verdict ok">all {len(rows)} thresholds passed</div>')
+
+    def mark(r: int, i: int, cell: str) -> str:
+        return "bad" if i == len(headers) - 1 and cell == "FAIL" else ""
+
+    return "<h2>Thresholds</h2>" + verdict + _table(headers, rows, left=len(headers) - 2, cell_class=mark)
+
+
 def render_html(ctx: ReportContext, findings: list[Finding], figures: list[tuple[str, str, bytes]],
                 colours: dict[str, str]) -> str:
     several = len(ctx.runs) > 1
@@ -202,6 +219,7 @@ def render_html(ctx: ReportContext, findings: list[Finding], figures: list[tuple
     if ctx.description:
         parts.append(f'<p class="sub">{escape(ctx.description)}</p>')
     parts.append(_facts(ctx))
+    parts.append(_thresholds(ctx.runs))
     parts.append(_variants(ctx, colours))
     parts.append(_verdict(findings))
     parts.append("<h2>Findings</h2>")

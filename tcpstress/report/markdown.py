@@ -41,6 +41,12 @@ def render_markdown(ctx: "ReportContext", findings: list[Finding], figures: list
     if ctx.description:
         out += [ctx.description, ""]
     out += [" · ".join(f"**{k}** {v}" for k, v in ctx.facts), ""]
+    from tcpstress.thresholds import report_rows
+
+    t_headers, t_rows = report_rows(ctx.runs)
+    if t_rows:
+        # The release gate's verdict first: it is what a CI reader opens the report for.
+        out += ["## Thresholds", ""] + md_table(t_headers, t_rows, left=len(t_headers) - 2) + [""]
     if len(ctx.runs) > 1:
         rows = [[r.label, described, differs] for r, (described, differs) in zip(ctx.runs, ctx.variant_notes)]
         mixed = len({r.result.data.get("name") for r in ctx.runs}) > 1
