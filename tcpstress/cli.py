@@ -145,20 +145,6 @@ def _gate_code(results_, findings, fail_on, empty_fails: bool = True) -> int:
                    + (f" ({critical[0].variant})" if critical[0].variant else ""), err=True)
         code = EXIT_FAILED
     return code
-    failed = []
-    for result in results_:
-        if checks:
-            failed += [f"{result.name}: {v.expr} ({v.measured_text})" for v in record(result, checks) if not v.passed]
-    if failed:
-        click.echo("tcpstress: threshold failed: " + "; ".join(failed), err=True)
-        code = EXIT_FAILED
-    if fail_on == "critical":
-        critical = [f for f in findings if f.severity == "critical"]
-        if critical:
-            click.echo(f"tcpstress: --fail-on critical: {critical[0].title}"
-                       + (f" ({critical[0].variant})" if critical[0].variant else ""), err=True)
-            code = EXIT_FAILED
-    return code
 
 
 def _overrides(kwargs: dict) -> dict:
