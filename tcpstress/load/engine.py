@@ -426,7 +426,7 @@ class Engine:
             elif state == DRAINING:
                 self.drain(slot)
             elif state == IDLE or state == THINKING:
-                if events & (EPOLLIN | EPOLLRDHUP):
+                if events & (EPOLLIN | EPOLLRDHUP | select.EPOLLERR | select.EPOLLHUP):
                     self.on_idle_readable(slot)
         except WOULD_BLOCK:
             pass
@@ -464,8 +464,10 @@ class Engine:
             data = slot.sock.recv(RECV_SIZE)
         except WOULD_BLOCK:
             return  # a TLS record that held no application data (a session ticket)
-        except OSError:
-            data = b""
+        except (ConnectionResetError, BrokenPipeError):
+            data = b""  # the server reset an idle connection: it ended it, no request failed
+        # Any other OSError (ETIMEDOUT from keep-alive probes finding a dead
+        # peer) is the connection failing: on_event counts it under its errno.
         thinking = slot.state == THINKING
         self.close_socket(slot)
         self.rec.anomaly(self.now(), UNSOLICITED if data else SERVER_CLOSED)
