@@ -39,6 +39,8 @@ RUN_FLAGS: list[tuple[str, str, str]] = [
     ("--model", "load.model", "closed (N connections) or open (a fixed rate)"),
     ("--connections", "load.connections", "concurrent connections (open model: the most in flight)"),
     ("--rate", "load.rate", "open model: new operations per second (without --model: implies open, as wrk2's -R)"),
+    ("--stages", "load.stage", "open model: the rate in stages RATE:LASTS[:RAMP],..., e.g. 1000:30s,2000:30s "
+     "(implies open; the duration is their sum)"),
     ("--ramp", "load.ramp", "open: linear ramp to the rate; closed: open the connections over this time"),
     ("--duration", "load.duration", "measured duration, e.g. 10s, 2m, 1m30s"),
     ("--warmup", "load.warmup", "unmeasured warm-up before the duration"),
