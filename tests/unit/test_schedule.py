@@ -3,7 +3,7 @@ import math
 import pytest
 import trio
 import trio.testing
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from tcpstress.load import schedule
 from tcpstress.load.engine import Engine, WorkerPlan
@@ -162,6 +162,7 @@ def test_piecewise_due_inverts_intended(spec, n):
     assert p.operations_due(max(t - 1e-6, 0)) <= n + 1
 
 
+@settings(deadline=None)  # up to ~60,000 operations a case: slow on a busy shared machine, not wrong
 @given(stage_lists, st.integers(1, 16), st.floats(0.1, 1))
 def test_piecewise_worker_shares_add_up_exactly(spec, workers, part):
     p = schedule.Piecewise.of_stages(_stages(spec))
