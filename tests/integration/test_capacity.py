@@ -105,3 +105,31 @@ def test_a_starved_generator_reports_generator_limited(tmp_path, nginx):
     assert last["generator_limited"]
     # What the generator started fell short of the schedule, or it was late: its own limit.
     assert last["requests_per_s"] < last["rate"] or not last["kept_up"]
+
+
+@pytest.mark.nginx
+def test_stages_per_stage_counts_match_nginx_log(tmp_path):
+    """--stages 200:2s,600:2s with two workers: each stage's requests, by nginx's own clock ($msec)."""
+    if not shutil.which("nginx"):
+        pytest.skip("nginx is not installed")
+    n = Nginx(tmp_path / "nginx", log_format="$msec $status")
+    try:
+        out = tmp_path / "run"
+        run_cli("run", "--target", f"127.0.0.1:{n.port}", "--stages", "200:2s,600:2s", "--workers", "2",
+                "--connections", "20", "--no-report", "--out", out, check=True)
+    finally:
+        n.stop()
+    data = json.loads((out / "result.json").read_text())
+    assert data["stages"] == [{"index": 0, "rate": 200.0, "lasts": 2.0, "ramp": 0.0, "intervals": [0, 2]},
+                              {"index": 1, "rate": 600.0, "lasts": 2.0, "ramp": 0.0, "intervals": [2, 4]}]
+    stages = data["summary"]["stages"]
+    t0 = data["t0_epoch"]
+    logged = [float(line.split()[0]) - t0 for line in n.log_entries()]
+    for st, (lo, hi) in zip(stages, [(0, 2), (2, 4)]):
+        in_nginx = sum(1 for t in logged if lo <= t < hi)
+        # nginx logs at the response's end, we count by the second it completed in:
+        # only requests completing right at a boundary may land on the other side.
+        assert abs(in_nginx - st["requests"]) <= 0.03 * st["requests"] + 5, (st["requests"], in_nginx)
+        assert abs(st["requests_per_s"] - st["rate"]) <= 0.05 * st["rate"], st
+        assert st["latency_us"]["total"]["count"] == st["requests"]  # its own histogram, not the run's
+    assert sum(st["requests"] for st in stages) == data["summary"]["requests"]

@@ -169,3 +169,22 @@ def test_not_one_success_stops_at_once():
     answer = cap.search(down, cap.SearchPlan(start=500))
     assert tried == [500] and answer.status == "no-pass"
     assert answer.message.startswith("not one request succeeded at 500/s (ECONNREFUSED 1,000)")
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--slo", "corected.p99 < 5ms"], "did you mean 'corrected.p99'"),
+    ([], "no SLO"),
+    (["--slo", "error_rate < 1%", "--duration", "5s"], "--duration: not with capacity"),
+    (["--slo", "error_rate < 1%", "--stages", "10:1s"], "--stages: not with capacity"),
+    (["--slo", "error_rate < 1%", "--precision", "0%"], "--precision"),
+    (["--slo", "error_rate < 1%", "--step", "1.5s"], "--step 1.5s"),
+    (["--slo", "error_rate < 1%", "--rate", "fast"], "--rate 'fast'"),
+])
+def test_bad_capacity_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, words):
+    from tests.conftest import run_cli
+
+    out = tmp_path / "search"
+    proc = run_cli("capacity", "--target", "127.0.0.1:9", *args, "--out", out)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("tcpstress: error: ") and words in proc.stderr, proc.stderr
+    assert proc.stderr.count("\n") == 1 and not out.exists()
