@@ -345,13 +345,33 @@ def step_scenario(scenario, rate: float, seconds: float, warmup: float):
     return replace(scenario, load=load)
 
 
-def run_search(scenario, checks, out: Path, plan: SearchPlan, options: CapacityOptions,
-               progress: Callable[[str], None] | None = None, live=None) -> Answer:
-    """The search against a real target; each step a run folder in `out`, capacity.json after each."""
+def _host_step(scenario, folder: Path, index: int, live):
     from tcpstress import runner
+
+    return runner.run_scenario(scenario, folder, runner.RunContext(variant=folder.name), live=live)
+
+
+def lab_step(variant, profile, run_id: str, first_index: int):
+    """A step runner for one lab variant: each step in a fresh lab (client and server namespaces,
+    the variant's sysctls), so no TIME_WAIT or queue carries over from the step before."""
+    from tcpstress import runner
+
+    def run(scenario, folder: Path, index: int, live):
+        runner._run_in_lab(scenario, variant, profile, folder, run_id, (first_index + index) % 256, live)
+        return results.load_result(folder)
+
+    return run
+
+
+def run_search(scenario, checks, out: Path, plan: SearchPlan, options: CapacityOptions,
+               progress: Callable[[str], None] | None = None, live=None, run_step=None) -> Answer:
+    """The search against a real target; each step a run folder in `out`, capacity.json after each.
+
+    run_step(scenario, folder, index, live) -> RunResult runs one step (default: on this host)."""
     from tcpstress.report import diagnose
     from tcpstress.report.render import load_report_runs, render_runs
 
+    run_step = run_step or _host_step
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     needed = needed_requests(checks)
@@ -365,7 +385,7 @@ def run_search(scenario, checks, out: Path, plan: SearchPlan, options: CapacityO
             longer = f" (lengthened to hold {needed:,} requests)" if seconds > options.step else ""
             progress(f"step {index}: {rate:,.0f}/s for {seconds:g} s{longer}")
         sc = step_scenario(scenario, rate, seconds, options.warmup)
-        result = runner.run_scenario(sc, folder, runner.RunContext(variant=folder.name), live=live)
+        result = run_step(sc, folder, index, live)
         runs = load_report_runs([folder])
         findings = diagnose(runs)
         if options.render:
@@ -485,3 +505,24 @@ def plot(answer: Answer, path: Path) -> Path:
     fig.savefig(path, dpi=100, facecolor="white")
     plt.close(fig)
     return Path(path)
+
+
+def format_side_by_side(answers: dict[str, Answer]) -> str:
+    """Lab variants: one line each, capacity and first limit (or why there is none)."""
+    width = max([len("variant")] + [len(n) for n in answers])
+    lines = [f"  {'variant':<{width}}  {'capacity':>10}  {'bracket':>17}  first limit"]
+    for name, a in answers.items():
+        if a.status == "found":
+            lines.append(f"  {name:<{width}}  {a.capacity:>8,.0f}/s  "
+                         f"{f'[{a.bracket[0]:,.0f}, {a.bracket[1]:,.0f}]':>17}  {a.limit.name if a.limit else '-'}")
+        else:
+            lines.append(f"  {name:<{width}}  {'-':>10}  {'-':>17}  {a.message}")
+    return "\n".join(lines)
+
+
+def save_variants(answers: dict[str, Answer], out: Path, scenario, checks) -> Path:
+    data = {"format": CAPACITY_FORMAT, "scenario": scenario.name, "slo": [t.expr for t in checks], "lab": True,
+            "variants": {name: {k: v for k, v in a.to_dict().items() if k != "steps"} for name, a in answers.items()}}
+    path = Path(out) / CAPACITY_FILE
+    results.write_atomic(path, json.dumps(data, indent=2) + "\n")
+    return path

@@ -620,8 +620,9 @@ def comparison_names(folder: Path) -> list[str]:
 @click.option("--quiet", "-q", is_flag=True, help="no progress lines")
 @click.option("--json", "json_out", is_flag=True, help="print the answer as JSON on stdout, nothing else there")
 @click.option("--no-report", is_flag=True, help="no report.html per step (findings still name the limit)")
+@click.option("--variants", "variant_names", help="lab = true: comma-separated variants to search (default: all)")
 def capacity(scenario_file, target, slo_exprs, step_s, max_step_s, max_rate, growth, precision, min_rate, max_steps, out,
-             quiet, json_out, no_report, **kwargs):
+             quiet, json_out, no_report, variant_names=None, **kwargs):
     """Search the highest open-model rate the target sustains within the SLO, and name the first limit.
 
     \b
@@ -649,8 +650,6 @@ def capacity(scenario_file, target, slo_exprs, step_s, max_step_s, max_rate, gro
                  f"(--rate to start from, --step for the length)")
     start_rate = overrides.pop("load.rate", None)
     scenario = _load(scenario_file, target, overrides)
-    if scenario.lab:
-        fail(f"{scenario.source}: lab = true: capacity runs on this host; a per-variant lab search is not built yet")
     from tcpstress.thresholds import ThresholdError, parse_all
 
     try:
@@ -691,6 +690,9 @@ def capacity(scenario_file, target, slo_exprs, step_s, max_step_s, max_rate, gro
                                   render=not no_report)
     say = _say(json_out)
     progress = None if quiet else (lambda m: click.echo(m, err=True))
+    if scenario.lab:
+        _capacity_lab(scenario, checks, out, plan, options, variant_names, progress, say, json_out)
+        return
     try:
         answer = cap.run_search(scenario, checks, out, plan, options, progress=progress)
     except runner.RunInterrupted as e:
@@ -709,6 +711,56 @@ def capacity(scenario_file, target, slo_exprs, step_s, max_step_s, max_rate, gro
         d = answer.to_dict()
         click.echo(json.dumps({k: d[k] for k in ("status", "capacity", "bracket", "limit", "message")}, indent=2))
     if answer.status != "found":
+        sys.exit(1)
+
+
+def _capacity_lab(scenario, checks, out, plan, options, variant_names, progress, say, json_out) -> None:
+    """lab = true: one search per variant, each step in a fresh lab with the variant's sysctls."""
+    import json
+    import secrets
+
+    from tcpstress import capacity as cap
+    from tcpstress import runner
+    from tcpstress.lab.netns import check_lab_capability
+    from tcpstress.scenario import ScenarioError
+
+    names = [n.strip() for n in variant_names.split(",") if n.strip()] if variant_names else None
+    try:
+        variants = runner.pick_variants(scenario, names)
+        profiles = runner._variant_profiles(scenario, variants)
+        for v in variants:
+            runner.check_fd_limit(scenario.with_variant(v))
+    except ScenarioError as e:
+        fail(str(e))
+    missing = check_lab_capability()
+    if missing:
+        fail(f"{scenario.source}: lab = true, but {missing}")
+    run_id = secrets.token_hex(3)
+    answers: dict = {}
+    try:
+        for k, v in enumerate(variants):
+            if progress:
+                progress(f"variant {k + 1}/{len(variants)}: {v.name}" + (f" ({v.description})" if v.description else ""))
+            step = cap.lab_step(v, profiles[v.name], run_id, first_index=k * plan.max_steps)
+            answers[v.name] = cap.run_search(scenario.with_variant(v), checks, Path(out) / v.name, plan, options,
+                                             progress=progress, run_step=step)
+            cap.save_variants(answers, Path(out), scenario, checks)
+    except runner.RunInterrupted as e:
+        click.echo(f"interrupted ({e.args[0]}): the steps so far are in {out}", err=True)
+        sys.exit(e.code)
+    except runner.RunError as e:
+        click.echo(f"tcpstress: run failed: {e} (the steps so far are in {out})", err=True)
+        sys.exit(1)
+    for name, answer in answers.items():
+        say(f"\n[{name}]")
+        say(cap.format_answer(answer, [t.expr for t in checks]))
+    say(f"\ncapacity per variant, SLO: {' and '.join(t.expr for t in checks)}")
+    say(cap.format_side_by_side(answers))
+    say(f"results: {out}")
+    if json_out:
+        click.echo(json.dumps({name: {k: v for k, v in a.to_dict().items() if k != "steps"}
+                               for name, a in answers.items()}, indent=2))
+    if any(a.status != "found" for a in answers.values()):
         sys.exit(1)
 
 
