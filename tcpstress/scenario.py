@@ -541,8 +541,8 @@ def parse_stages(value: Any) -> tuple[Stage, ...]:
                 raise ValueError(f"{part.strip()!r} is not RATE:LASTS[:RAMP]")
             entries.append(dict(zip(("rate", "lasts", "ramp"), fields)))
         from_text = True
-    elif isinstance(value, list):
-        entries, from_text = value, False
+    elif isinstance(value, (list, tuple)):
+        entries, from_text = list(value), False
     else:
         raise ValueError(f"expected a list of [[load.stage]] tables, got {type(value).__name__}")
     if not entries or len(entries) > MAX_STAGES:
@@ -969,6 +969,49 @@ def load_scenario(path: str | Path | None, overrides: dict[str, Any] | None = No
                 raise ScenarioError(f"{flag_source}: unknown setting {dotted!r}")
         raw = apply_overrides(raw, overrides, source=flag_source)
     return build(raw, where)
+
+
+def as_raw(s: Scenario) -> dict[str, Any]:
+    """A scenario as the TOML table that would build it: what `validate` feeds back to `build`."""
+    d = s.to_dict()
+    raw: dict[str, Any] = {k: d[k] for k in SCHEMA[""]}
+    for section in SECTIONS:
+        raw[section] = {k: v for k, v in d[section].items() if k in SCHEMA[section]}
+    if s.load.stage:
+        # rate and duration follow from the stages; given again they would be refused.
+        for key in ("rate", "duration", "ramp"):
+            raw["load"].pop(key, None)
+        raw["load"]["stage"] = [dict(st) for st in raw["load"]["stage"]]
+    else:
+        raw["load"].pop("stage", None)
+    if raw["connection"]["requests_per_connection"] == UNLIMITED:
+        raw["connection"]["requests_per_connection"] = "unlimited"
+    server = raw["server"]
+    if not server["builtin"] and not server["command"]:
+        del raw["server"]  # no [server]: an external target, as in a file without the table
+    if s.requests:
+        raw["request"] = [{k: v for k, v in r.items() if k in REQUEST_KEYS} for r in d["requests"]]
+    if s.thresholds:
+        raw["thresholds"] = {"checks": list(s.thresholds)}
+    if s.variants:
+        variants: dict[str, Any] = {}
+        for v in s.variants:
+            spec: dict[str, Any] = {"description": v.description, "client_sysctls": dict(v.client),
+                                    "server_sysctls": dict(v.server)}
+            if v.profile:
+                spec["profile"] = v.profile
+            for dotted, value in v.overrides.items():
+                section, _, key = dotted.partition(".")
+                spec.setdefault(section, {})[key] = value
+            variants[v.name] = spec
+        raw["variants"] = variants
+    return raw
+
+
+def validate(s: Scenario) -> Scenario:
+    """Check a Scenario built in Python (dataclasses, not a file) exactly as a file is
+    checked, and resolve what `build` resolves (load.workers = 0: one per CPU)."""
+    return build(as_raw(s), s.source if s.source != "<flags>" else "<Scenario>")
 
 
 def split_target(text: str) -> tuple[str, int]:

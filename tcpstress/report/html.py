@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from tcpstress.report.diagnose import knob_text
 from tcpstress.report.finding import Finding
+from tcpstress.report.responses import LATENCY_NOTE, request_table, response_table
 from tcpstress.report.rundata import RunData
 from tcpstress.report.tables import comparison_rows, comparison_table, knob_table
 
@@ -206,6 +207,17 @@ def _thresholds(runs: list[RunData]) -> str:
     return "<h2>Thresholds</h2>" + verdict + _table(headers, rows, left=len(headers) - 2, cell_class=mark)
 
 
+def _responses(runs: list[RunData]) -> str:
+    out = ""
+    headers, rows = response_table(runs)
+    if rows:
+        out += "<h2>Responses</h2>" + _table(headers, rows, left=3)
+    headers, rows = request_table(runs)
+    if rows:
+        out += "<h2>Requests by name</h2>" + _table(headers, rows, left=2)
+    return out
+
+
 def render_html(ctx: ReportContext, findings: list[Finding], figures: list[tuple[str, str, bytes]],
                 colours: dict[str, str]) -> str:
     several = len(ctx.runs) > 1
@@ -231,6 +243,8 @@ def render_html(ctx: ReportContext, findings: list[Finding], figures: list[tuple
                      "saturation was seen.</p>")
     parts.append("<h2>Side by side</h2>")
     parts.append(_comparison(ctx.runs, colours))
+    parts.append(f'<p class="note">{escape(LATENCY_NOTE)}</p>')
+    parts.append(_responses(ctx.runs))
     parts.append("<h2>Kernel settings as read back</h2>")
     parts.append(_knobs(ctx.runs))
     parts.append("<h2>Figures</h2>")

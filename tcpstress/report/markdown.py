@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tcpstress.report.finding import Finding
+from tcpstress.report.responses import LATENCY_NOTE, request_table, response_table
 from tcpstress.report.tables import comparison_rows, comparison_table, knob_table
 
 if TYPE_CHECKING:
@@ -62,6 +63,11 @@ def render_markdown(ctx: "ReportContext", findings: list[Finding], figures: list
     out += ["", "## Side by side", ""]
     headers, rows = comparison_table(comparison_rows(ctx.runs))
     out += md_table(headers, rows)
+    out += ["", LATENCY_NOTE]
+    for title, (r_headers, r_rows), left in (("Responses", response_table(ctx.runs), 3),
+                                            ("Requests by name", request_table(ctx.runs), 2)):
+        if r_rows:
+            out += ["", f"## {title}", ""] + md_table(r_headers, r_rows, left=left)
     out += ["", "## Kernel settings as read back", ""]
     k_headers, k_rows, differs = knob_table(ctx.runs)
     if k_rows:

@@ -41,3 +41,12 @@ def test_bad_stages_flag_exits_2_naming_the_flag():
     assert proc.returncode == 2
     assert proc.stderr.startswith("tcpstress: error: --stages: ") and "RATE:LASTS" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_staged_scenario_survives_validation_and_the_round_trip():
+    from tcpstress.scenario import Scenario, validate
+
+    s = _build({"stage": [{"rate": 100, "lasts": "2s"}, {"rate": 300, "lasts": 3, "ramp": "1s"}]})
+    again = validate(s)
+    assert again.load == s.load
+    assert Scenario.from_dict(s.to_dict()).load == s.load
