@@ -531,6 +531,176 @@ def comparison_names(folder: Path) -> list[str]:
 
 
 @cli.command()
+@click.argument("scenario_file", required=False, type=click.Path(dir_okay=False))
+@click.option("--target", "-t", help="the server to search: a URL or HOST:PORT")
+@click.option("--slo", "slo_exprs", multiple=True, metavar="EXPR",
+              help="a check every step must pass, e.g. 'corrected.p99 < 50ms', 'error_rate < 1%' (repeatable; "
+                   "default: the scenario's [thresholds])")
+@click.option("--step", "step_s", type=DURATION, default="5s", show_default=True,
+              help="measured length of a step (lengthened until it holds enough requests for the SLO's figures)")
+@click.option("--max-step", "max_step_s", type=DURATION, default="60s", show_default=True,
+              help="never lengthen a step beyond this")
+@click.option("--max-rate", type=click.FloatRange(1, 10_000_000), default=1_000_000, show_default=True,
+              help="stop growing here")
+@click.option("--growth", type=click.FloatRange(1.1, 10), default=2.0, show_default=True,
+              help="factor between rates until the SLO first fails")
+@click.option("--precision", default="5%", show_default=True,
+              help="stop bisecting when fail - pass is within this share of pass")
+@click.option("--min-rate", type=click.FloatRange(1, 10_000_000), default=None,
+              help="stop lowering here when the first rate already fails (default: an eighth of the start)")
+@click.option("--max-steps", type=click.IntRange(1, 100), default=20, show_default=True)
+@_run_options
+@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path),
+              help="search folder: one run folder per step, capacity.json, capacity.png "
+                   "(default: reports/<time>-<name>-capacity)")
+@click.option("--quiet", "-q", is_flag=True, help="no progress lines")
+@click.option("--json", "json_out", is_flag=True, help="print the answer as JSON on stdout, nothing else there")
+@click.option("--no-report", is_flag=True, help="no report.html per step (findings still name the limit)")
+@click.option("--variants", "variant_names", help="lab = true: comma-separated variants to search (default: all)")
+def capacity(scenario_file, target, slo_exprs, step_s, max_step_s, max_rate, growth, precision, min_rate, max_steps, out,
+             quiet, json_out, no_report, variant_names=None, **kwargs):
+    """Search the highest open-model rate the target sustains within the SLO, and name the first limit.
+
+    \b
+    The rate (--rate: where to start; default the scenario's open-model rate, else 100/s)
+    doubles until a step fails the SLO, then bisects between the last pass and the first
+    fail. Each step is an ordinary run (--warmup before it, default 1s) in its own folder.
+    Exit codes: 0 a capacity was bracketed, 1 none was (generator-limited, the SLO never
+    failed up to --max-rate or never passed, a step's run failed), 2 bad input.
+    \b
+    Example:
+      tcpstress capacity --target http://127.0.0.1:8080/ --slo 'corrected.p99 < 50ms' --slo 'error_rate < 1%'
+    """
+    import json
+
+    from tcpstress import capacity as cap
+    from tcpstress import runner
+    from tcpstress.diff import DiffError, parse_fraction
+    from tcpstress.results import folder_stamp
+    from tcpstress.scenario import ScenarioError
+
+    overrides = _overrides(kwargs)
+    for dotted in ("load.duration", "load.stage", "load.ramp", "load.model"):
+        if dotted in overrides:
+            fail(f"{_flag_name(dotted)}: not with capacity: it sets each step's rate and length "
+                 f"(--rate to start from, --step for the length)")
+    start_rate = overrides.pop("load.rate", None)
+    scenario = _load(scenario_file, target, overrides)
+    from tcpstress.thresholds import ThresholdError, parse_all
+
+    try:
+        checks = parse_all(slo_exprs, "--slo") if slo_exprs else parse_all(scenario.thresholds,
+                                                                           f"{scenario.source}: thresholds")
+    except ThresholdError as e:
+        fail(str(e))
+    if not checks:
+        fail("no SLO: give --slo 'corrected.p99 < 50ms' (repeatable) or [thresholds] checks in the scenario")
+    try:
+        frac = parse_fraction(precision, "--precision")
+    except DiffError as e:
+        fail(str(e))
+    if not 0 < frac < 1:
+        fail(f"--precision {precision}: allowed more than 0% and less than 100%")
+    if start_rate is not None:
+        try:
+            start = float(start_rate)
+        except ValueError:
+            fail(f"--rate {start_rate!r}: not a number; allowed: the rate to start from, e.g. 500")
+        if not 1 <= start <= max_rate:
+            fail(f"--rate {start_rate}: allowed 1 to --max-rate ({max_rate:g})")
+    else:
+        start = scenario.load.rate if scenario.load.model == "open" and scenario.load.rate else 100.0
+    warmup = scenario.load.warmup if scenario.load.warmup or "load.warmup" in overrides else 1.0
+    if step_s < 1 or step_s != int(step_s):
+        fail(f"--step {step_s:g}s: allowed whole seconds, at least 1s")
+    try:
+        runner.check_fd_limit(scenario)
+    except ScenarioError as e:
+        fail(_name_flags(str(e), overrides))
+    out = out or Path("reports") / f"{folder_stamp()}-{scenario.name}-capacity"
+    _check_output_dir(out)
+    start = min(start, max_rate)
+    plan = cap.SearchPlan(start=start, growth=growth, precision=frac, max_rate=max_rate,
+                          min_rate=min(min_rate or max(1.0, start / 8), start), max_steps=max_steps)
+    options = cap.CapacityOptions(step=float(step_s), warmup=warmup, longest_step=float(max_step_s),
+                                  render=not no_report)
+    say = _say(json_out)
+    progress = None if quiet else (lambda m: click.echo(m, err=True))
+    if scenario.lab:
+        _capacity_lab(scenario, checks, out, plan, options, variant_names, progress, say, json_out)
+        return
+    try:
+        answer = cap.run_search(scenario, checks, out, plan, options, progress=progress)
+    except runner.RunInterrupted as e:
+        click.echo(f"interrupted ({e.args[0]}): the steps so far are in {out}", err=True)
+        sys.exit(e.code)
+    except runner.RunError as e:
+        click.echo(f"tcpstress: run failed: {e} (the steps so far are in {out})", err=True)
+        sys.exit(1)
+    except OSError as e:
+        click.echo(f"tcpstress: cannot write results in {out}: {e.strerror}", err=True)
+        sys.exit(1)
+    say(cap.format_answer(answer, [t.expr for t in checks]))
+    say(f"figure: {out / cap.FIGURE_FILE}")
+    say(f"results: {out}")
+    if json_out:
+        d = answer.to_dict()
+        click.echo(json.dumps({k: d[k] for k in ("status", "capacity", "bracket", "limit", "message")}, indent=2))
+    if answer.status != "found":
+        sys.exit(1)
+
+
+def _capacity_lab(scenario, checks, out, plan, options, variant_names, progress, say, json_out) -> None:
+    """lab = true: one search per variant, each step in a fresh lab with the variant's sysctls."""
+    import json
+    import secrets
+
+    from tcpstress import capacity as cap
+    from tcpstress import runner
+    from tcpstress.lab.netns import check_lab_capability
+    from tcpstress.scenario import ScenarioError
+
+    names = [n.strip() for n in variant_names.split(",") if n.strip()] if variant_names else None
+    try:
+        variants = runner.pick_variants(scenario, names)
+        profiles = runner._variant_profiles(scenario, variants)
+        for v in variants:
+            runner.check_fd_limit(scenario.with_variant(v))
+    except ScenarioError as e:
+        fail(str(e))
+    missing = check_lab_capability()
+    if missing:
+        fail(f"{scenario.source}: lab = true, but {missing}")
+    run_id = secrets.token_hex(3)
+    answers: dict = {}
+    try:
+        for k, v in enumerate(variants):
+            if progress:
+                progress(f"variant {k + 1}/{len(variants)}: {v.name}" + (f" ({v.description})" if v.description else ""))
+            step = cap.lab_step(v, profiles[v.name], run_id, first_index=k * plan.max_steps)
+            answers[v.name] = cap.run_search(scenario.with_variant(v), checks, Path(out) / v.name, plan, options,
+                                             progress=progress, run_step=step)
+            cap.save_variants(answers, Path(out), scenario, checks)
+    except runner.RunInterrupted as e:
+        click.echo(f"interrupted ({e.args[0]}): the steps so far are in {out}", err=True)
+        sys.exit(e.code)
+    except runner.RunError as e:
+        click.echo(f"tcpstress: run failed: {e} (the steps so far are in {out})", err=True)
+        sys.exit(1)
+    for name, answer in answers.items():
+        say(f"\n[{name}]")
+        say(cap.format_answer(answer, [t.expr for t in checks]))
+    say(f"\ncapacity per variant, SLO: {' and '.join(t.expr for t in checks)}")
+    say(cap.format_side_by_side(answers))
+    say(f"results: {out}")
+    if json_out:
+        click.echo(json.dumps({name: {k: v for k, v in a.to_dict().items() if k != "steps"}
+                               for name, a in answers.items()}, indent=2))
+    if any(a.status != "found" for a in answers.values()):
+        sys.exit(1)
+
+
+@cli.command()
 def demo():
     """The built-in demonstration: TIME_WAIT exhaustion across profiles in the lab (root),
     or keep-alive against churn on loopback when namespaces cannot be made."""

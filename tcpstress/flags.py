@@ -46,6 +46,8 @@ FLAGS: dict[str, tuple[tuple[str, ...], str]] = {
     "load.model": (("--model",), "closed (N connections) or open (a fixed rate)"),
     "load.connections": (("-c", "--connections"), "concurrent connections (open model: the most in flight)"),
     "load.rate": (("-R", "--rate"), "open model: operations per second (without --model: implies open, as wrk2's -R)"),
+    "load.stage": (("--stages",), "open model: the rate in stages RATE:LASTS[:RAMP],..., e.g. 1000:30s,2000:30s:5s "
+                   "(implies open; the duration is their sum)"),
     "load.ramp": (("--ramp",), "open: linear ramp to the rate; closed: open the connections over this time"),
     "load.duration": (("-d", "--duration"), "measured duration"),
     "load.warmup": (("--warmup",), "unmeasured warm-up before the duration"),
@@ -71,7 +73,7 @@ FLAGS: dict[str, tuple[tuple[str, ...], str]] = {
 }
 
 _METAVARS = {"int": "INT", "float": "NUMBER", "duration": "DURATION", "requests": "N|unlimited",
-             "addresses": "ADDRESSES", "headers": "'NAME: VALUE'", "statuses": "CODES", "file": "FILE",
+             "addresses": "ADDRESSES", "stages": "RATE:LASTS[:RAMP],...", "headers": "'NAME: VALUE'", "statuses": "CODES", "file": "FILE",
              "str": "TEXT"}
 _DEFAULTS = {"": sc.Scenario(), "target": sc.Target(), "tls": sc.Tls(), "server": sc.Server(), "load": sc.Load(),
              "connection": sc.Connection(), "fault": sc.Fault(), "sampling": sc.Sampling()}

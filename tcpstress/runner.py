@@ -396,6 +396,10 @@ def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = Non
     meta["partial"] = partial_reason is not None
     meta["partial_reason"] = partial_reason
     result = results.RunResult(data=_result_data(meta, merger, s, pool, server, sampler_summary), folder=out_dir)
+    if s.load.stage:
+        from tcpstress import stages
+
+        stages.add_to_result(result.data, out_dir, s.load)
     result.save(out_dir)
     if interrupted:
         raise interrupted

@@ -242,6 +242,20 @@ class Server:
 
 
 @dataclass(frozen=True)
+class Stage:
+    """One [[load.stage]]: hold `rate` for `lasts` seconds, reached by a linear ramp of `ramp` s."""
+
+    rate: float
+    lasts: float
+    ramp: float = 0.0
+
+
+MAX_STAGES = 1000
+STAGES_ALLOWED = ("[[load.stage]] tables with rate (> 0 per second), lasts (whole seconds, >= 1s) and an optional "
+                  "ramp (<= lasts), or RATE:LASTS[:RAMP],... e.g. 1000:30s,2000:30s:5s")
+
+
+@dataclass(frozen=True)
 class Load:
     model: str = "closed"
     connections: int = 10
@@ -251,6 +265,11 @@ class Load:
     warmup: float = 0.0
     workers: int = 0  # generator processes; 0: one per CPU (at most one per connection)
     max_requests: int = 0  # 0: bounded by duration only
+    stage: tuple[Stage, ...] = ()  # [[load.stage]]: the open model's rate in steps (tcpstress/load/schedule.py)
+
+    def __post_init__(self):
+        # A run's result.json and the plans sent to workers carry stages as dicts.
+        object.__setattr__(self, "stage", tuple(st if isinstance(st, Stage) else Stage(**st) for st in self.stage))
 
 
 @dataclass(frozen=True)
@@ -434,6 +453,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[Any], bool] | None, str]]] = {
         "warmup": ("duration", _float_range(0, 3600), "0s to 1h"),
         "workers": ("int", _int_range(0, 256), "0 (one per CPU) to 256"),
         "max_requests": ("int", _int_range(0, 10**12), "0 (no limit) or more"),
+        "stage": ("stages", None, STAGES_ALLOWED),
     },
     "connection": {
         "keepalive": ("bool", None, "true or false"),
@@ -505,6 +525,66 @@ def parse_headers(value: Any) -> tuple[str, ...]:
     if not isinstance(value, (list, tuple)):
         raise ValueError('expected a list of "Name: value" strings')
     return tuple(parse_header(v) for v in value)
+
+
+def parse_stages(value: Any) -> tuple[Stage, ...]:
+    """[[load.stage]] tables, or the --stages text RATE:LASTS[:RAMP],... -> Stages.
+
+    A stage lasts whole seconds so that each one owns whole per-second intervals:
+    its figures then come from its own intervals and histograms, nothing shared.
+    """
+    if isinstance(value, str):
+        entries: list[Any] = []
+        for part in value.split(","):
+            fields = part.strip().split(":")
+            if len(fields) not in (2, 3) or not all(fields):
+                raise ValueError(f"{part.strip()!r} is not RATE:LASTS[:RAMP]")
+            entries.append(dict(zip(("rate", "lasts", "ramp"), fields)))
+        from_text = True
+    elif isinstance(value, (list, tuple)):
+        entries, from_text = list(value), False
+    else:
+        raise ValueError(f"expected a list of [[load.stage]] tables, got {type(value).__name__}")
+    if not entries or len(entries) > MAX_STAGES:
+        raise ValueError(f"{len(entries)} stages; give 1 to {MAX_STAGES}")
+    out = []
+    for n, entry in enumerate(entries, 1):
+        if not isinstance(entry, dict):
+            raise ValueError(f"stage #{n} is not a table")
+        unknown = [k for k in entry if k not in ("rate", "lasts", "ramp")]
+        if unknown:
+            raise ValueError(f"stage #{n}: unknown key {_shown(str(unknown[0]))!r}")
+        if "rate" not in entry or "lasts" not in entry:
+            raise ValueError(f"stage #{n} needs rate and lasts")
+        rate = _coerce("float", entry["rate"], from_text)
+        if not 0 < rate <= 10_000_000:
+            raise ValueError(f"stage #{n}: rate {rate:g} is outside (0, 10000000]")
+        lasts = parse_duration(entry["lasts"])
+        if lasts < 1 or lasts > 86400 or abs(lasts - round(lasts)) > 1e-9:
+            raise ValueError(f"stage #{n}: lasts {lasts:g}s is not a whole number of seconds from 1s to 24h")
+        ramp = parse_duration(entry.get("ramp", 0))
+        if ramp > lasts:
+            raise ValueError(f"stage #{n}: ramp {ramp:g}s is longer than lasts {lasts:g}s")
+        out.append(Stage(rate=rate, lasts=float(round(lasts)), ramp=ramp))
+    return tuple(out)
+
+
+def _derive_from_stages(load: dict[str, Any], where: str) -> None:
+    """With stages, the open model is implied, the duration is the stages' sum, and
+    load.rate is the peak (what the summary and the fd check read)."""
+    stages = load["stage"]
+    total = sum(st.lasts for st in stages)
+    if load.get("model", "open") != "open":
+        raise ScenarioError(f"{where}: load.stage needs model = \"open\" (stages set a rate); "
+                            f"remove load.model or set it to \"open\"")
+    for key in ("rate", "ramp"):
+        if load.get(key):
+            raise ScenarioError(f"{where}: load.{key} and load.stage exclude each other: "
+                                f"each stage sets its own {key}")
+    if "duration" in load and abs(load["duration"] - total) > 1e-9:
+        raise ScenarioError(f"{where}: load.duration ({load['duration']:g}s) differs from the stages' sum "
+                            f"({total:g}s); remove load.duration")
+    load.update(model="open", rate=max(st.rate for st in stages), duration=total)
 
 
 def parse_statuses(value: Any) -> tuple[str, ...]:
@@ -599,6 +679,8 @@ def _coerce(kind: str, value: Any, from_text: bool) -> Any:
         return parse_headers(value)
     if kind == "statuses":
         return parse_statuses(value)
+    if kind == "stages":
+        return parse_stages(value)
     if kind == "file":
         if not isinstance(value, str):
             raise ValueError(f"expected a file path, got {type(value).__name__}")
@@ -686,6 +768,8 @@ def build(raw: dict[str, Any], where: str = "<flags>") -> Scenario:
             raise ScenarioError(f"{where}: unknown key {key!r}{_did_you_mean(key, choices)}; "
                                 f"allowed: {', '.join(choices)}")
 
+    if values["load"].get("stage"):
+        _derive_from_stages(values["load"], where)
     if not values["load"].get("workers"):
         values["load"]["workers"] = max(1, min(os.cpu_count() or 1, values["load"].get("connections", Load.connections)))
     for key in ("body_file",):
@@ -893,6 +977,13 @@ def as_raw(s: Scenario) -> dict[str, Any]:
     raw: dict[str, Any] = {k: d[k] for k in SCHEMA[""]}
     for section in SECTIONS:
         raw[section] = {k: v for k, v in d[section].items() if k in SCHEMA[section]}
+    if s.load.stage:
+        # rate and duration follow from the stages; given again they would be refused.
+        for key in ("rate", "duration", "ramp"):
+            raw["load"].pop(key, None)
+        raw["load"]["stage"] = [dict(st) for st in raw["load"]["stage"]]
+    else:
+        raw["load"].pop("stage", None)
     if raw["connection"]["requests_per_connection"] == UNLIMITED:
         raw["connection"]["requests_per_connection"] = "unlimited"
     server = raw["server"]

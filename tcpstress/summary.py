@@ -14,7 +14,11 @@ def _ms(us: float) -> str:
 
 def describe_load(scenario: dict) -> str:
     load, conn = scenario["load"], scenario["connection"]
-    if load["model"] == "open":
+    if load["model"] == "open" and load.get("stage"):
+        rates = [st["rate"] for st in load["stage"]]
+        model = (f"open model in {len(rates)} stages, {min(rates):g}/s to {max(rates):g}/s "
+                 f"(at most {load['connections']} in flight)")
+    elif load["model"] == "open":
         model = f"open model at {load['rate']:g}/s (at most {load['connections']} in flight)"
     else:
         model = f"closed model, {load['connections']} connections"
@@ -73,6 +77,7 @@ def format_summary(result: RunResult) -> str:
         lines.append(f"  schedule     {s['intended_rate']:g}/s intended, {s['late_starts']:,} late starts, "
                      f"max lag {_ms(s['max_lag_us'])} ms"
                      + ("" if kept else "  ** the generator could not keep up: corrected latencies include its lag **"))
+    lines += format_stages(s.get("stages") or [])
     states = s.get("states", {})
     for label, per_state in states.items():
         peaks = "  ".join(f"{st} {per_state.get(st, {}).get('peak', 0):,}" for st in KEY_STATES)
@@ -100,6 +105,20 @@ def format_summary(result: RunResult) -> str:
     if table:
         lines += ["", table]
     return "\n".join(lines)
+
+
+def format_stages(stages: list[dict]) -> list[str]:
+    """One line per [[load.stage]]: its intended and achieved rate, errors and percentiles."""
+    if not stages:
+        return []
+    out = ["  stage    intended   achieved/s   errors   p50 ms   p99 ms   corrected p99 ms"]
+    for st in stages:
+        lat = st.get("latency_us", {})
+        total, corr = lat.get("total") or {}, lat.get("corrected") or {}
+        out.append(f"    {st['index'] + 1:<4} {st['rate']:>9,.0f}/s {st.get('requests_per_s', 0):>11,.1f} "
+                   f"{100 * st.get('error_rate', 0):>7.2f}% {_ms(total.get('p50', 0)):>8} {_ms(total.get('p99', 0)):>8} "
+                   f"{_ms(corr.get('p99', 0)):>18}" + ("" if st.get("kept_up", True) else "  (generator behind)"))
+    return out
 
 
 def format_comparison(runs) -> str:

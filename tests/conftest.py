@@ -73,7 +73,7 @@ class Nginx:
     """Debian's nginx on a free loopback port, one worker, access log on."""
 
     def __init__(self, tmp: Path, keepalive_requests: int = 100000, tls: tuple[Path, Path] | None = None,
-                 log_format: str = "", locations: str = "", listen: str = "127.0.0.1"):
+                 log_format: str = "", locations: str = "", listen: str = "127.0.0.1", http_extra: str = ""):
         self.prefix = tmp
         tmp.mkdir(parents=True, exist_ok=True)
         self.port = free_port(listen)
@@ -95,6 +95,7 @@ class Nginx:
                 uwsgi_temp_path {tmp}/uwsgi;
                 scgi_temp_path {tmp}/scgi;
                 keepalive_requests {keepalive_requests};
+                {http_extra}
                 server {{
                     listen {f"[{listen}]" if ":" in listen else listen}:{self.port} backlog=4096{" ssl" if tls else ""};
                     {f"ssl_certificate {tls[0]}; ssl_certificate_key {tls[1]};" if tls else ""}

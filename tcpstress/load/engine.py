@@ -739,8 +739,13 @@ class Engine:
     def _operations(self):
         load = self.s.load
         schedule_start = self.plan.t_start
-        for n, offset in schedule.worker_operations(self.plan.index, self.plan.workers,
-                                                    self.plan.t_end - schedule_start, load.rate, load.ramp):
+        if load.stage:
+            ops = schedule.Piecewise.of_stages(load.stage, warmup=self.plan.t0 - schedule_start).worker_operations(
+                self.plan.index, self.plan.workers, self.plan.t_end - schedule_start)
+        else:
+            ops = schedule.worker_operations(self.plan.index, self.plan.workers,
+                                             self.plan.t_end - schedule_start, load.rate, load.ramp)
+        for n, offset in ops:
             yield n, schedule_start + offset
 
     async def open_dispatch(self) -> None:

@@ -57,3 +57,121 @@ def split_evenly(total: int, parts: int, index: int) -> int:
         raise ValueError("index must be in [0, parts)")
     base, extra = divmod(total, parts)
     return base + (1 if index < extra else 0)
+
+
+# --- stages: a piecewise schedule -----------------------------------------------
+
+
+class Segment:
+    """A stretch of the schedule whose rate goes linearly from `a` to `b` over `length` s."""
+
+    __slots__ = ("start", "length", "a", "b", "before")
+
+    def __init__(self, start: float, length: float, a: float, b: float, before: float):
+        self.start, self.length, self.a, self.b = start, length, a, b
+        self.before = before  # operations due before this segment starts (a real number)
+
+    @property
+    def count(self) -> float:
+        return (self.a + self.b) * self.length / 2.0
+
+    def due(self, tau: float) -> float:
+        """Operations due in the first tau seconds of the segment: a·τ + (b-a)·τ²/(2·length)."""
+        slope = (self.b - self.a) / self.length if self.length else 0.0
+        return self.a * tau + slope * tau * tau / 2.0
+
+    def offset_of(self, m: float) -> float:
+        """The tau at which due(tau) = m: the root of a quadratic, written so that neither a
+        flat segment (slope 0) nor a ramp from 0 (a = 0) divides by zero."""
+        if m <= 0:
+            return 0.0
+        slope = (self.b - self.a) / self.length if self.length else 0.0
+        return 2.0 * m / (self.a + math.sqrt(max(self.a * self.a + 2.0 * slope * m, 0.0)))
+
+
+class Piecewise:
+    """An open-model schedule made of stages (rate, lasts, ramp), after an optional warm-up.
+
+    Operation n (all workers) starts when the cumulative count due reaches n,
+    as in intended_start(); the same interleaving (n % workers) splits it
+    between workers, so the shares stay exact across stage boundaries. After
+    the last stage the last rate goes on (the run's end bounds it).
+    """
+
+    def __init__(self, segments: list[Segment]):
+        if not segments:
+            raise ValueError("a schedule needs at least one stage")
+        self.segments = segments
+
+    @classmethod
+    def of_stages(cls, stages, warmup: float = 0.0) -> "Piecewise":
+        """stages: objects with .rate, .lasts, .ramp. A stage ramps linearly from the rate
+        before it (0 for the first, or its own rate after a warm-up, which runs at the first
+        stage's rate) to its own rate over .ramp seconds, then holds it."""
+        segments: list[Segment] = []
+        t = before = 0.0
+
+        def add(length: float, a: float, b: float) -> None:
+            nonlocal t, before
+            if length <= 0:
+                return
+            seg = Segment(t, length, a, b, before)
+            segments.append(seg)
+            t += length
+            before += seg.count
+
+        previous = 0.0
+        if warmup > 0 and stages:
+            add(warmup, stages[0].rate, stages[0].rate)
+            previous = stages[0].rate
+        for st in stages:
+            if st.rate <= 0:
+                raise ValueError("a stage's rate must be > 0")
+            ramp = min(st.ramp, st.lasts)
+            add(ramp, previous, st.rate)
+            add(st.lasts - ramp, st.rate, st.rate)
+            previous = st.rate
+        return cls(segments)
+
+    def _segment_at_count(self, n: float) -> Segment:
+        lo, hi = 0, len(self.segments) - 1
+        while lo < hi:  # the last segment whose `before` is <= n
+            mid = (lo + hi + 1) // 2
+            if self.segments[mid].before <= n:
+                lo = mid
+            else:
+                hi = mid - 1
+        return self.segments[lo]
+
+    def cumulative(self, t: float) -> float:
+        """Operations due in [0, t) as a real number."""
+        if t <= 0:
+            return 0.0
+        for seg in reversed(self.segments):
+            if t >= seg.start:
+                tau = t - seg.start
+                if tau <= seg.length or seg is self.segments[-1]:
+                    if tau > seg.length:  # past the end: the last rate goes on
+                        return seg.before + seg.count + seg.b * (tau - seg.length)
+                    return seg.before + seg.due(tau)
+                return seg.before + seg.count
+        return 0.0
+
+    def intended_start(self, n: int) -> float:
+        seg = self._segment_at_count(n)
+        m = n - seg.before
+        if m > seg.count and seg is self.segments[-1]:
+            return seg.start + seg.length + (m - seg.count) / seg.b
+        return seg.start + min(seg.offset_of(m), seg.length)
+
+    def operations_due(self, t: float) -> int:
+        """How many operations are due strictly before t (as operations_due())."""
+        if t <= 0:
+            return 0
+        return max(1, math.ceil(self.cumulative(t) - 1e-9))
+
+    def worker_operations(self, worker: int, workers: int, duration: float):
+        """Yield (n, intended_start) for worker `worker`'s share, ending before `duration`."""
+        total = self.operations_due(duration)
+        for n in range(worker, total, workers):
+            yield n, self.intended_start(n)

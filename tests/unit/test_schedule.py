@@ -2,7 +2,7 @@
 import pytest
 import trio
 import trio.testing
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from tcpstress.load import schedule
 from tcpstress.load.engine import Engine, WorkerPlan
@@ -116,3 +116,96 @@ def test_open_model_counts_late_starts_when_capacity_runs_out():
     late = sum(b.late_starts for b in eng.rec.open.values())
     # the recorder counts starts inside the measured second [0, 1)
     assert late == len([1 for _, intended, actual in starts if actual - intended > 0.001 and actual < 1.0]) >= 4
+
+
+# --- stages: the piecewise schedule -------------------------------------------------
+
+from tcpstress.scenario import Stage  # noqa: E402
+
+stage_lists = st.lists(st.tuples(st.floats(1, 5000), st.integers(1, 4), st.floats(0, 1)), min_size=1, max_size=4)
+
+
+def _stages(spec):
+    return [Stage(rate=r, lasts=float(n), ramp=n * part) for r, n, part in spec]
+
+
+def test_flat_stages_are_evenly_spaced_within_each_stage():
+    p = schedule.Piecewise.of_stages([Stage(10, 2), Stage(20, 1)])
+    times = [p.intended_start(n) for n in range(40)]
+    assert times[:20] == pytest.approx([n / 10 for n in range(20)])
+    assert times[20:40] == pytest.approx([2 + k / 20 for k in range(20)])
+    assert p.operations_due(2.0) == 20 and p.operations_due(3.0) == 40
+
+
+def test_a_stage_ramps_from_the_previous_rate():
+    # 100/s for 1 s, then a 1 s ramp from 100 to 300: 100 + 200 operations in those 2 s
+    p = schedule.Piecewise.of_stages([Stage(100, 1), Stage(300, 2, ramp=1)])
+    assert p.cumulative(2.0) == pytest.approx(300)
+    assert p.cumulative(3.0) == pytest.approx(600)
+    gaps = [p.intended_start(n + 1) - p.intended_start(n) for n in range(99, 300)]
+    assert all(b <= a + 1e-12 for a, b in zip(gaps, gaps[1:]))  # the rate only rises during the ramp
+
+
+def test_warmup_runs_at_the_first_stage_rate():
+    p = schedule.Piecewise.of_stages([Stage(50, 1), Stage(100, 1)], warmup=2.0)
+    assert p.cumulative(2.0) == pytest.approx(100)
+    assert p.intended_start(100) == pytest.approx(2.0)
+    assert p.cumulative(4.0) == pytest.approx(250)
+
+
+@given(stage_lists, st.integers(0, 20_000))
+def test_piecewise_due_inverts_intended(spec, n):
+    p = schedule.Piecewise.of_stages(_stages(spec))
+    t = p.intended_start(n)
+    assert p.operations_due(t + 1e-6) >= n + 1
+    assert p.operations_due(max(t - 1e-6, 0)) <= n + 1
+
+
+@settings(deadline=None)  # up to ~60,000 operations a case: slow on a busy shared machine, not wrong
+@given(stage_lists, st.integers(1, 16), st.floats(0.1, 1))
+def test_piecewise_worker_shares_add_up_exactly(spec, workers, part):
+    p = schedule.Piecewise.of_stages(_stages(spec))
+    duration = sum(n for _, n, _ in spec) * part
+    shares = [list(p.worker_operations(w, workers, duration)) for w in range(workers)]
+    ns = sorted(n for share in shares for n, _ in share)
+    assert ns == list(range(p.operations_due(duration)))
+    sizes = [len(s) for s in shares]
+    assert max(sizes) - min(sizes) <= 1
+    starts = sorted(t for share in shares for _, t in share)
+    assert all(t < duration for t in starts)
+
+
+def test_one_flat_stage_is_the_plain_schedule():
+    p = schedule.Piecewise.of_stages([Stage(37.5, 3)])
+    for n in range(0, 112, 7):
+        assert p.intended_start(n) == pytest.approx(schedule.intended_start(n, 37.5))
+    assert p.operations_due(2.5) == schedule.operations_due(2.5, 37.5)
+
+
+def test_engine_follows_the_stages_in_virtual_time():
+    """Two workers together start 10/s for 1 s then 40/s for 1 s, each at its intended time."""
+    starts = []
+    s = build({"target": {"host": "127.0.0.1", "port": 9}, "load": {
+        "stage": [{"rate": 10, "lasts": "1s"}, {"rate": 40, "lasts": "1s"}], "connections": 100},
+        "connection": {"keepalive": False}})
+
+    async def one_worker(index):
+        plan = WorkerPlan(scenario=s, family=2, sockaddr=("127.0.0.1", 9), index=index, workers=2,
+                          t_start=0.0, t0=0.0, t_end=2.0)
+        eng = Engine(plan, emit=lambda m: None, clock=trio.current_time)
+        async with trio.open_nursery() as nursery:
+            _fake_operations(eng, nursery, starts, op_seconds=0.05)
+            await eng.open_dispatch()
+
+    async def main():
+        async with trio.open_nursery() as n:
+            for index in range(2):
+                n.start_soon(one_worker, index)
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert sorted(n for n, _, _ in starts) == list(range(50))
+    in_first = [1 for _, intended, _ in starts if intended < 1.0]
+    assert len(in_first) == 10
+    for n, intended, actual in starts:
+        assert actual == pytest.approx(intended)
+        assert intended == pytest.approx(n / 10 if n < 10 else 1 + (n - 10) / 40)
