@@ -40,6 +40,7 @@ STATES = (
 # Columns of samples.csv that are levels, not per-interval deltas: summing them is meaningless.
 GAUGE_COLUMNS = frozenset(STATES) | {
     "sockstat_inuse", "sockstat_orphan", "sockstat_tw", "sockstat_alloc", "sockstat_mem", "TcpCurrEstab",
+    "sampler_cost_ms", "states_age_ms",
 }
 
 HLOG_FILES = {
