@@ -112,8 +112,9 @@ def _cpu(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
 
 
-def tree_cpu(root: int) -> tuple[float, int]:
-    """CPU seconds of `root` and its live descendants, and how many processes that is."""
+def tree_cpu(root: int) -> tuple[float, int, float]:
+    """CPU seconds of `root` and its live descendants, how many processes that is, and root's own."""
+    own = _cpu(root) or 0.0
     total, count, todo = 0.0, 0, [root]
     while todo:
         pid = todo.pop()
@@ -123,32 +124,35 @@ def tree_cpu(root: int) -> tuple[float, int]:
         total += cpu
         count += 1
         todo += _children(pid)
-    return total, count
+    return total, count, own
 
 
-def watch(cmd: list[str], ready_procs: int, duration: float, **popen) -> tuple[subprocess.CompletedProcess, float]:
-    """Run cmd, reading its tree's CPU every 0.1 s; returns its result and the CPU seconds per
-    second of load in the steady stretch (from 1 s after the tree reached `ready_procs`
-    processes until 0.5 s before the load ends)."""
+def watch(cmd: list[str], ready_procs: int, duration: float,
+          **popen) -> tuple[subprocess.CompletedProcess, float, float]:
+    """Run cmd, reading its tree's CPU every 0.1 s; returns its result, the tree's CPU seconds
+    per second of load in the steady stretch (from 1 s after the tree reached `ready_procs`
+    processes until 0.5 s before the load ends) and the root process's own (tcpstress: the
+    runner, sampler included)."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
-    points: list[tuple[float, float]] = []
+    points: list[tuple[float, float, float]] = []
     ready_at = None
     while proc.poll() is None:
         now = time.monotonic()
-        cpu, count = tree_cpu(proc.pid)
+        cpu, count, own = tree_cpu(proc.pid)
         if ready_at is None and count >= ready_procs:
             ready_at = now
         if ready_at is not None:
-            points.append((now, cpu))
+            points.append((now, cpu, own))
         time.sleep(0.1)
     out, err = proc.communicate()
     if proc.returncode not in (0, 1) or ready_at is None:
         raise SystemExit(f"{' '.join(cmd[:4])}...: exit {proc.returncode}: {err[-500:]}")
-    stretch = [(t, c) for t, c in points if ready_at + 1.0 <= t <= ready_at + duration - 0.5]
+    stretch = [p for p in points if ready_at + 1.0 <= p[0] <= ready_at + duration - 0.5]
     if len(stretch) < 2:
         raise SystemExit(f"{cmd[0]}: too short to measure CPU (use --duration 3 or more)")
-    (t0, c0), (t1, c1) = stretch[0], stretch[-1]
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err), (c1 - c0) / (t1 - t0)
+    (t0, c0, r0), (t1, c1, r1) = stretch[0], stretch[-1]
+    return (subprocess.CompletedProcess(cmd, proc.returncode, out, err), (c1 - c0) / (t1 - t0),
+            (r1 - r0) / (t1 - t0))
 
 
 # -- the tools --------------------------------------------------------------
@@ -156,7 +160,7 @@ def watch(cmd: list[str], ready_procs: int, duration: float, **popen) -> tuple[s
 
 def wrk(url: str, duration: int, close: bool, threads: int = 2) -> Measured:
     cmd = ["wrk", f"-t{threads}", "-c100", f"-d{duration}s", url] + (["-H", "Connection: close"] if close else [])
-    done, cpu_rate = watch(cmd, 1, duration)
+    done, cpu_rate, _ = watch(cmd, 1, duration)
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", done.stdout).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", done.stdout)
     return Measured(rate, cpu_rate / rate * 1e6, {"errors": errors.group(0) if errors else ""})
@@ -164,7 +168,7 @@ def wrk(url: str, duration: int, close: bool, threads: int = 2) -> Measured:
 
 def hey(url: str, duration: int, close: bool) -> Measured:
     cmd = ["hey", "-z", f"{duration}s", "-c", "100"] + (["-disable-keepalive"] if close else []) + [url]
-    done, cpu_rate = watch(cmd, 1, duration)
+    done, cpu_rate, _ = watch(cmd, 1, duration)
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", done.stdout).group(1))
     return Measured(rate, cpu_rate / rate * 1e6, {})
 
@@ -174,13 +178,14 @@ def tcpstress(target: str, duration: int, workers: int, args: list[str]) -> Meas
     cmd = [sys.executable, "-m", "tcpstress", "run", "-q", "--no-report", "--target", target,
            "--duration", f"{duration}s", "--out", str(out_dir), "--workers", str(workers)] + args
     try:
-        _, cpu_rate = watch(cmd, 1 + workers, duration, cwd=ROOT)
+        _, cpu_rate, runner_rate = watch(cmd, 1 + workers, duration, cwd=ROOT)
         summary = json.loads((out_dir / "result.json").read_text())["summary"]
     finally:
         shutil.rmtree(out_dir.parent, ignore_errors=True)
     rate = summary["requests_per_s"]
     return Measured(rate, cpu_rate / rate * 1e6 if rate else None,
-                    {"errors": summary["error_total"], "late_starts": summary.get("late_starts", 0)})
+                    {"errors": summary["error_total"], "late_starts": summary.get("late_starts", 0),
+                     "runner": runner_rate})
 
 
 # -- the table --------------------------------------------------------------
@@ -192,7 +197,8 @@ def section(title: str, ours_name: str, ours: Measured, peers: dict[str, Measure
     for name, m in {**peers, ours_name: ours}.items():
         cpu = f"{m.cpu_us:7.1f} CPU us/request" if m.cpu_us else ""
         errors = f"  errors {m.extra['errors']}" if m.extra.get("errors") else ""
-        print(f"  {name:<58} {m.rate:>10,.0f} req/s  {cpu}{errors}")
+        runner = f"  (runner {m.extra['runner'] * 100:.1f}% of a core)" if "runner" in m.extra else ""
+        print(f"  {name:<58} {m.rate:>10,.0f} req/s  {cpu}{errors}{runner}")
     rows = []
     for peer, goal in goals.items():
         ratio = ours.rate / peers[peer].rate
@@ -271,7 +277,7 @@ def main() -> None:
             print(f"\nopen model at {rate:,}/s (keep-alive, 100 connections, {w} workers): achieved "
                   f"{open_run.rate:,.1f}/s = {open_run.rate / rate:.4f} of the rate (goal >= 0.99), "
                   f"late starts {open_run.extra['late_starts']:,}, errors {open_run.extra['errors']:,}, "
-                  f"{open_run.cpu_us:.1f} CPU us/request")
+                  f"{open_run.cpu_us:.1f} CPU us/request, runner {open_run.extra['runner'] * 100:.1f}% of a core")
     finally:
         for proc in (nginx, nginx_tls):
             proc.send_signal(signal.SIGQUIT)
