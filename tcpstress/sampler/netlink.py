@@ -1,7 +1,8 @@
 """Count TCP sockets by state over NETLINK_SOCK_DIAG, the way `ss` asks.
 
-One SOCK_DIAG_BY_FAMILY dump per address family (inet_diag_req_v2 with every
-state bit), and per reply message only two reads: nlmsg_len/nlmsg_type to walk
+One SOCK_DIAG_BY_FAMILY dump per address family (inet_diag_req_v2 with the
+state bits asked for: the sampler leaves TIME_WAIT out when sockstat can
+count it), and per reply message only two reads: nlmsg_len/nlmsg_type to walk
 the buffer and idiag_state to count. The kernel does the rest:
 
 - the optional port filter is inet_diag bytecode, the same program `ss` builds
@@ -201,4 +202,5 @@ def count_states(port: int | None = None) -> dict[str, int]:
         return counter.count(port)
 
 
-__all__ = ["NO_TIME_WAIT_MASK", "TIME_WAIT_MASK", "StateCounter", "count_states", "port_filter_bytecode", "build_request", "TCP_STATES"]
+__all__ = ["NO_TIME_WAIT_MASK", "TIME_WAIT_MASK", "StateCounter", "count_states", "port_filter_bytecode",
+           "build_request", "TCP_STATES"]
