@@ -9,7 +9,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 STEPS = [
-    ("load speed against wrk and hey (nginx, 1 worker)", [str(HERE / "bench_load.py")]),
+    ("load speed and CPU per request against wrk (nginx, 1 worker; plain and TLS)", [str(HERE / "bench_load.py")]),
+    ("report rendering time (fixture runs: one run, 7 variants)", [str(HERE / "bench_report.py")]),
     ("60,000 held connections and memory per connection", [str(HERE / "bench_connections.py")]),
     ("state counting cost against ss (needs root)", [str(HERE / "bench_sampler.py")]),
     ("soak: generator memory over time (2 minutes; --minutes 10 for the full soak)",

@@ -126,11 +126,40 @@ def percentiles(hist: HdrHistogram) -> dict[str, float]:
         out.update({name: 0 for name, _ in PERCENTILES})
         return out
     out["min"] = hist.get_min_value()
-    out["mean"] = round(hist.get_mean_value(), 1)
+    out["mean"], at = _one_pass(hist, [p for _, p in PERCENTILES])
     for name, p in PERCENTILES:
-        out[name] = hist.get_value_at_percentile(p)
+        out[name] = at[p]
     out["max"] = hist.get_max_value()
     return out
+
+
+def _one_pass(hist: HdrHistogram, wanted: list[float]) -> tuple[float, dict[float, int]]:
+    """The mean (rounded to 0.1) and the values at `wanted` percentiles, exactly as hdrh's
+    get_mean_value() and get_value_at_percentile() give them, in one walk of the counts.
+
+    hdrh walks every bucket in Python once for the mean and once per percentile, with
+    a method call per bucket: 0.1-0.4 s a histogram on a 2-core machine, paid by every
+    report table. Only recorded buckets cost anything here.
+    """
+    n = hist.get_total_count()
+    targets = sorted((max(int(min(p, 100.0) * n / 100 + 0.5), 1), p) for p in wanted)
+    at: dict[float, int] = {}
+    total = 0
+    running = 0
+    value_at = hist.get_value_from_index
+    median = hist._hdr_median_equiv_value
+    for index, count in enumerate(hist.counts):
+        if not count:
+            continue
+        value = value_at(index)
+        total += count * median(value)
+        running += count
+        while targets and running >= targets[0][0]:
+            p = targets.pop(0)[1]
+            at[p] = hist.get_highest_equivalent_value(value) if p else hist.get_lowest_equivalent_value(value)
+    for _, p in targets:  # counts short of the total (cannot happen in a consistent histogram)
+        at[p] = 0
+    return round(total / n, 1), at
 
 
 INTERVAL_PCT = ("p50", "p90", "p99", "p99.9")

@@ -155,6 +155,13 @@ _REQUEST_LINE = re.compile(
     rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e\x80-\xff]+) HTTP/1\.([01])"
 )
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
+# The common answer of a load test, head checked in one regex call: an HTTP/1.1
+# 2xx status line and syntactically valid field lines (the same grammar as
+# _STATUS_LINE + _FIELD_LINES), ending at the blank line.
+_FAST_HEAD = re.compile(
+    rb"HTTP/1\.1 (2[0-9][0-9])(?: [\t\x20-\x7e\x80-\xff]*)?\r\n"
+    rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*\r\n)*\r\n"
+)
 _STATUS_PREFIX = b"HTTP/1."
 
 # Parser states. Plain ints: compared on every feed().
@@ -449,6 +456,59 @@ def _wants_close(version: int, low_head: bytes) -> bool:
     return version == 10 and b"keep-alive" not in tokens
 
 
+# Heads of the common answer, already checked: head bytes -> (status, close,
+# content length), or False when the strict path must read it. A server
+# repeats the same head until its Date changes, so a load test's answers are
+# mostly hits: measured on the 2-core machine, 15 us a response for the strict
+# path, ~3 us on a hit. Bounded: a server that varies its heads refills it.
+_KNOWN_HEADS: dict[bytes, tuple[int, bool, int] | bool] = {}
+_KNOWN_HEADS_MAX = 64
+
+
+def _learn_head(head: bytes) -> tuple[int, bool, int] | bool:
+    """Read a complete head if it is the common case: HTTP/1.1, 2xx but not 204, one
+    Content-Length of plain digits, no Transfer-Encoding, at most one Connection field
+    saying close or keep-alive. Same grammar as the strict path; anything else -> False."""
+    known = _common_head(head)
+    if len(_KNOWN_HEADS) >= _KNOWN_HEADS_MAX:
+        _KNOWN_HEADS.clear()
+    _KNOWN_HEADS[head] = known
+    return known
+
+
+def _common_head(head: bytes) -> tuple[int, bool, int] | bool:
+    match = _FAST_HEAD.fullmatch(head)
+    if match is None:
+        return False
+    status = int(match[1])
+    low = head.lower()
+    if status == 204 or b"\r\ntransfer-encoding:" in low:
+        return False
+    start = low.find(b"\r\ncontent-length:")
+    if start < 0:
+        return False
+    start += 17
+    stop = low.find(b"\r\n", start)
+    if low.find(b"\r\ncontent-length:", stop) >= 0:
+        return False
+    value = low[start:stop].strip(b" \t")
+    if not value.isdigit() or len(value) >= 20:
+        return False
+    close = False
+    start = low.find(b"\r\nconnection:")
+    if start >= 0:
+        start += 13
+        stop = low.find(b"\r\n", start)
+        if low.find(b"\r\nconnection:", stop) >= 0:
+            return False
+        value_c = low[start:stop].strip(b" \t")
+        if value_c == b"close":
+            close = True
+        elif value_c != b"keep-alive":
+            return False
+    return status, close, int(value)
+
+
 class HttpResponseParser(_Http1Parser):
     """Client side: responses in, `Response` objects out.
 
@@ -466,6 +526,32 @@ class HttpResponseParser(_Http1Parser):
     ) -> None:
         super().__init__(max_header_bytes, max_body_bytes)
         self._head_request = request_method.upper() == "HEAD"
+
+    # Class-level so the conformance tests can run every case through both paths.
+    fast_path = True
+
+    def feed(self, data: bytes) -> list:
+        """Take the next bytes from the server; return the responses they complete, in order."""
+        if self._state == _HEAD and self.fast_path and not self._buf and not self._head_request:
+            head_end = data.find(b"\r\n\r\n") + 4
+            if 4 <= head_end <= self.max_header_bytes:
+                head = data[:head_end]
+                known = _KNOWN_HEADS.get(head)
+                if known is None:
+                    known = _learn_head(head)
+                if known:
+                    status, close, length = known
+                    body = len(data) - head_end
+                    if body <= length <= self.max_body_bytes:
+                        response = Response(status, 11, close, head_end)
+                        response.body_bytes = body
+                        if body == length:
+                            return [response]
+                        self._message = response
+                        self._remaining = length - body
+                        self._state = _BODY
+                        return []
+        return super().feed(data)
 
     def feed_eof(self) -> list[Response]:
         """The server closed: return a response whose body ran until the close, if any."""

@@ -337,3 +337,64 @@ def test_stop_is_idempotent_and_start_once():
     first = sampler.stop()
     assert sampler.stop() is first
     assert first["sampler"]["host"]["samples"] >= 2
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a network namespace")
+def test_time_wait_from_sockstat_without_port_filter_agrees_with_ss(tmp_path):
+    """Without a port filter TIME_WAIT is not dumped but taken from sockstat's `tw`, which also
+    counts orphaned FIN_WAIT2 minisockets; in a namespace of the test's own, every state must
+    still match `ss`, sample after sample."""
+    from tcpstress.sampler.nsenter import netns_path, run_in_netns
+
+    name = f"tcpstress-test-tw-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+
+        def build() -> list[socket.socket]:
+            held = []
+            for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+                listener = socket.socket(family)
+                listener.bind((host, 0))
+                listener.listen(64)
+                held.append(listener)
+                for i in range(30):
+                    client = socket.create_connection(listener.getsockname()[:2], timeout=5)
+                    server = listener.accept()[0]
+                    if i < 20:  # client first, server after: TIME_WAIT on the client
+                        client.close()
+                        server.close()
+                    elif i < 25:  # client closes, server keeps it: FIN_WAIT2 minisocket + CLOSE_WAIT
+                        client.close()
+                        held.append(server)
+                    else:  # kept: ESTABLISHED pairs
+                        held += [client, server]
+            time.sleep(0.2)
+            return held
+
+        held = run_in_netns(netns_path(name), build)
+        try:
+            witness_out = subprocess.run(["ip", "netns", "exec", name, "ss", "-Htan"], check=True,
+                                         capture_output=True, text=True).stdout
+            witness: dict[str, int] = {}
+            for line in witness_out.splitlines():
+                witness[line.split()[0]] = witness.get(line.split()[0], 0) + 1
+            sampler = Sampler([NamespaceRef("ns", netns=name)], interval=0.05, port=None, out_dir=tmp_path)
+            sampler.start()
+            time.sleep(0.3)
+            sampler.stop()
+        finally:
+            for sock in held:
+                sock.close()
+        rows = list(csv.DictReader((tmp_path / "samples.csv").read_text().splitlines()))
+        assert witness.get("TIME-WAIT") == 40 and witness.get("FIN-WAIT-2") == 10
+        assert len(rows) >= 3
+        for row in rows:
+            for state in procfs.TCP_STATES:
+                ss_name = {"ESTABLISHED": "ESTAB", "CLOSE": "UNCONN"}.get(state, state.replace("_", "-"))
+                ss_name = {"FIN-WAIT1": "FIN-WAIT-1", "FIN-WAIT2": "FIN-WAIT-2"}.get(ss_name, ss_name)
+                assert int(row[state]) == witness.get(ss_name, 0), (state, row[state], witness)
+            assert int(row["sockstat_tw"]) == 50  # sockstat alone would have said 50 TIME_WAIT
+            assert float(row["sampler_cost_ms"]) > 0 and float(row["states_age_ms"]) >= 0
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)

@@ -21,12 +21,23 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tcpstress.load import protocols
 from tcpstress.load.protocols import (
     HttpRequestParser,
     HttpResponseParser,
     ProtocolError,
     build_http_request,
 )
+
+
+@pytest.fixture(autouse=True, params=["fast path", "strict only"])
+def response_parser_path(request, monkeypatch):
+    """Every case runs through both response paths: the cached common-head fast path
+    (what the engine uses) and the strict parser alone; they must agree byte for byte."""
+    monkeypatch.setattr(HttpResponseParser, "fast_path", request.param == "fast path")
+    monkeypatch.setattr(protocols, "_KNOWN_HEADS", {})
+    return request.param
+
 
 # --------------------------------------------------------------------------
 # Feeding helpers
@@ -867,3 +878,42 @@ def test_messages_before_garbage_byte_by_byte():
         for i in range(len(data)):
             got += parser.feed(data[i : i + 1])
     assert len(got) == 2 and i == 2 * len(NEXT_REQUEST)
+
+
+# --------------------------------------------------------------------------
+# The cached-head fast path: a head seen before must be read exactly as the first time
+
+
+def test_a_known_head_is_read_the_same_under_other_limits_and_methods():
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\n"
+    (first,) = HttpResponseParser().feed(head + b"hello")
+    assert summary(first) == (200, True, 5)
+    # the same head, now cached: a HEAD request's answer still has no body ...
+    head_parser = HttpResponseParser(request_method="HEAD")
+    (response,) = head_parser.feed(head)
+    assert summary(response) == (200, True, 0) and not head_parser.in_progress
+    # ... a smaller body cap still refuses it ...
+    with pytest.raises(ProtocolError) as caught:
+        HttpResponseParser(max_body_bytes=4).feed(head + b"hello")
+    assert caught.value.reason == "body too large"
+    # ... bytes beyond the body still show as a message in progress ...
+    parser = HttpResponseParser()
+    (response,) = parser.feed(head + b"hello" + b"HTTP/1.1 2")
+    assert summary(response) == (200, True, 5) and parser.in_progress
+    # ... and a body cut short waits for the rest.
+    parser = HttpResponseParser()
+    assert parser.feed(head + b"he") == [] and parser.body_remaining == 3
+    (response,) = parser.feed(b"llo")
+    assert summary(response) == (200, True, 5) and not parser.in_progress
+
+
+def test_a_head_the_fast_path_declines_is_left_to_the_strict_parser():
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    for _ in range(2):
+        (response,) = HttpResponseParser().feed(chunked)
+        assert summary(response) == (200, False, 5)
+    bad = b"HTTP/1.1 200 OK\r\nContent-Length : 5\r\n\r\nhello"
+    for _ in range(2):
+        with pytest.raises(ProtocolError) as caught:
+            HttpResponseParser().feed(bad)
+        assert caught.value.reason == "malformed header"

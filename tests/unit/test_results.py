@@ -110,3 +110,21 @@ def test_merger_sums_workers_and_closes_intervals_in_order():
     assert m.finalize_upto(5)[0]["i"] == 2
     assert m.hists["total"].get_total_count() == 6
     assert sum(a["requests"] for a in m.final) == 6
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 60_000_000), st.integers(1, 1000)), min_size=1, max_size=300))
+def test_percentiles_agree_with_hdrh_walking_every_bucket(recorded):
+    """percentiles() walks the counts once; hdrh's own get_mean_value() and
+    get_value_at_percentile() are the witness it must match exactly."""
+    from tcpstress.results import PERCENTILES, new_histogram, percentiles
+
+    hist = new_histogram()
+    for value, count in recorded:
+        hist.record_value(value, count)
+    got = percentiles(hist)
+    assert got["mean"] == round(hist.get_mean_value(), 1)
+    for name, p in PERCENTILES:
+        assert got[name] == hist.get_value_at_percentile(p), name
+    assert (got["min"], got["max"], got["count"]) == (hist.get_min_value(), hist.get_max_value(),
+                                                     sum(c for _, c in recorded))
