@@ -35,6 +35,7 @@ from tcpstress.report.rules_connections import (
     rule_refused_or_reset,
     rule_timeouts,
 )
+from tcpstress.report.rules_errors import rule_errors, rule_in_flight, rule_no_success
 from tcpstress.report.rules_load import (
     rule_generator_saturated,
     rule_incomplete_run,
@@ -105,6 +106,10 @@ RULES: tuple[Rule, ...] = (
     rule_open_model_lag,
     rule_generator_saturated,
     rule_server_saturated,
+    # Last: they speak of the errors the rules above leave unexplained.
+    rule_no_success,
+    rule_errors,
+    rule_in_flight,
 )
 
 
