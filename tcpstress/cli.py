@@ -167,9 +167,12 @@ def run(scenario_file, target, out, quiet, shard, start_at, **kwargs):
         fail(_name_flags(str(e), overrides))
     if not out:
         sharded = ctx.shard is not None and ctx.shard[1] > 1
-        out = sharding.shard_run_dir(scenario, ctx.shard, ctx.start_at) if sharded else runner.default_run_dir(scenario)
+        out = sharding.shard_run_dir(scenario, ctx.shard, ctx.start_at) if sharded else None
     live = sys.stderr if (not quiet and sys.stderr.isatty()) else None
-    _check_output_dir(out)
+    if out is None:
+        out = runner.default_run_dir(scenario)  # made exclusively there
+    else:
+        _check_output_dir(out)
     try:
         result = runner.run_scenario(scenario, out, ctx, live=live)
     except runner.RunInterrupted as e:
@@ -195,11 +198,24 @@ def run(scenario_file, target, out, quiet, shard, start_at, **kwargs):
         sys.exit(1)
 
 
-def _check_output_dir(out: Path) -> None:
-    from tcpstress.results import folder_taken
+def _check_output_dir(out: Path):
+    """Claim the output folder before anything runs (results.claim_folder): of two runs started
+    with the same --out, the second stops here with one line and writes nothing."""
+    from tcpstress.results import FolderTaken, claim_folder
 
-    if folder_taken(out):
-        fail(f"--out {out}: folder exists and is not empty; choose a new folder")
+    try:
+        return claim_folder(out)
+    except FolderTaken as e:
+        fail(f"--out {e}")
+    except OSError as e:
+        fail(f"--out {out}: cannot make the folder: {e.strerror}")
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
 
 
 def _report_after_run(folders: list[Path], out: Path) -> bool:
@@ -256,14 +272,19 @@ def _compare(scenario_file, variant_names, out, quiet, overrides) -> None:
         missing = check_lab_capability()
         if missing:
             fail(f"{scenario.source}: lab = true but {missing}")
+    claim = _check_output_dir(out) if out else None
     out = out or runner.default_run_dir(scenario)
-    _check_output_dir(out)
     live = sys.stderr if (not quiet and sys.stderr.isatty()) else None
     code = 0
     try:
         runner.run_comparison(scenario, out, names, live=live,
                               progress=lambda m: click.echo(m, err=True))
     except ScenarioError as e:
+        # Refused before any variant ran: the folder is given back, nothing half-written.
+        if claim is not None:
+            claim.release()
+        else:
+            _remove_if_empty(out)
         fail(str(e))
     except runner.RunInterrupted as e:
         click.echo(f"interrupted ({e.args[0]}): partial results saved in {out}", err=True)
@@ -465,10 +486,11 @@ def gallery(out, full):
     if missing:
         fail(f"the gallery runs in the lab, but {missing}")
     out = out or Path("reports") / f"{folder_stamp()}-gallery"
-    _check_output_dir(out)
+    claim = _check_output_dir(out)
     try:
         result = run_gallery(out, quick=not full, progress=lambda m: click.echo(m, err=True))
     except GalleryError as e:
+        claim.release()
         fail(str(e))
     for line in result.lines():
         click.echo(line)

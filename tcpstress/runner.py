@@ -51,13 +51,22 @@ def utc_stamp(t: float | None = None) -> str:
 
 
 def default_run_dir(scenario: Scenario, base: Path = Path("reports")) -> Path:
+    """reports/<time>-<name>[-N], made here: two runs started in the same second each get their own.
+
+    The folder is claimed exclusively (results.claim_folder), so a name another
+    run took between a check and the mkdir moves on to the next N instead of
+    sharing it.
+    """
     stamp = results.folder_stamp()
-    path = base / f"{stamp}-{scenario.name}"
     n = 1
-    while path.exists():
-        n += 1
-        path = base / f"{stamp}-{scenario.name}-{n}"
-    return path
+    path = base / f"{stamp}-{scenario.name}"
+    while True:
+        try:
+            results.claim_folder(path)
+            return path
+        except results.FolderTaken:
+            n += 1
+            path = base / f"{stamp}-{scenario.name}-{n}"
 
 
 @dataclass
