@@ -381,7 +381,8 @@ def serve(**kwargs):
 @click.option("--duration", default="30s", show_default=True, help="how long to sample")
 @click.option("--out", "-o", type=click.Path(path_type=Path), help="CSV file (default: stdout when it is not a terminal)")
 @click.option("--quiet", "-q", is_flag=True, help="no live table")
-def sample(netns, pid, port, interval, duration, out, quiet):
+@click.option("--force", is_flag=True, help="overwrite the --out file if it exists")
+def sample(netns, pid, port, interval, duration, out, quiet, force):
     """Watch TCP states and kernel counters in one namespace: a better `watch ss -s`."""
     from tcpstress.sampler.sampler import run_sample_command
     from tcpstress.scenario import parse_duration
@@ -394,7 +395,7 @@ def sample(netns, pid, port, interval, duration, out, quiet):
     if not 0.01 <= every <= 60:
         fail(f"--interval {interval}: allowed 10ms to 60s")
     try:
-        run_sample_command(netns, pid, port, every, length, out, live=not quiet, stream=sys.stderr)
+        run_sample_command(netns, pid, port, every, length, out, live=not quiet, stream=sys.stderr, force=force)
     except ValueError as e:
         fail(str(e))
 
