@@ -587,21 +587,32 @@ def _process_tree(pid: int) -> list[int]:
 USER_SERVER_START_S = 15.0
 
 
+def server_argv(sc: Scenario, host: str, run_dir: Path) -> list[str]:
+    """server.command as an argument list: split first, then {host} {port} {dir} filled into each argument.
+
+    Substituting before the split let a space or a quote in --out (the {dir})
+    change the argument list; a value now lands inside the one argument that
+    named it, whatever it holds.
+    """
+    import shlex
+
+    try:
+        words = shlex.split(sc.server.command)
+        return [w.format(host=host, port=sc.target.port, dir=run_dir) for w in words]
+    except (KeyError, IndexError, ValueError) as e:
+        raise ScenarioError(f"{sc.source}: server.command: {e}: use {{host}}, {{port}} and {{dir}}") from None
+
+
 def _start_user_server(sc: Scenario, lab, run_dir: Path) -> subprocess.Popen:
     """A user's server (server.command) in the server namespace, ready when its port accepts.
 
     The command may use {host} (the server namespace's address), {port} and
     {dir} (the run folder, for configs and logs).
     """
-    import shlex
-
     from tcpstress.lab.netns import run_in_netns
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        argv = shlex.split(sc.server.command.format(host=lab.server_addr, port=sc.target.port, dir=run_dir))
-    except (KeyError, IndexError, ValueError) as e:
-        raise ScenarioError(f"{sc.source}: server.command: {e}: use {{host}}, {{port}} and {{dir}}") from None
+    argv = server_argv(sc, lab.server_addr, run_dir)
     log = open(run_dir / "server.log", "wb")
     proc = lab.popen("server", argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     log.close()
