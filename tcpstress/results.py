@@ -374,6 +374,12 @@ def load_result(folder: Path) -> RunResult:
         raise ResultError(f"{path}: format {data['format']!r} is not {FORMAT!r}")
     if not isinstance(data["intervals"], list) or not isinstance(data["summary"], dict):
         raise ResultError(f"{path}: intervals must be a list and summary an object")
+    from tcpstress.result_check import ShapeError, check_result
+
+    try:
+        check_result(data)
+    except ShapeError as e:
+        raise ResultError(f"{path}: {e}: hand-edited?") from None
     return RunResult(data=data, folder=folder)
 
 

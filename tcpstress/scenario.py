@@ -281,8 +281,10 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[Any], bool] | None, str]]] = {
         "host": ("str", lambda v: bool(v), "a loopback or lab address or name"),
         "port": ("int", _int_range(0, 65535), "0-65535 (0: the built-in server picks one)"),
         "protocol": ("str", lambda v: v in PROTOCOLS, " or ".join(PROTOCOLS)),
-        "path": ("str", lambda v: v.startswith("/") and " " not in v, "a path starting with /, no spaces"),
-        "host_header": ("str", lambda v: "\r" not in v and "\n" not in v, "a header value"),
+        "path": ("str", lambda v: v.startswith("/") and all("!" <= c <= "~" for c in v),
+                 "a path starting with /, printable ASCII without spaces (percent-encode the rest: /%C3%A9)"),
+        "host_header": ("str", lambda v: all("!" <= c <= "~" for c in v),
+                        "printable ASCII without spaces (empty: the target's host:port)"),
         "method": ("str", lambda v: v in ("GET", "HEAD", "POST"), "GET, HEAD or POST"),
     },
     "server": {
@@ -484,7 +486,7 @@ def build(raw: dict[str, Any], where: str = "<flags>") -> Scenario:
     if server_given and "builtin" not in server_vals:
         server_vals["builtin"] = not server_vals.get("command")
     scenario = Scenario(
-        name=values[""].get("name", Path(where).stem if where.endswith(".toml") else "adhoc"),
+        name=values[""].get("name", _name_from_stem(where)),
         description=values[""].get("description", ""),
         target=Target(**values["target"]),
         server=Server(**server_vals),
@@ -572,6 +574,14 @@ def _check_consistency(s: Scenario, where: str) -> None:
         for a in s.connection.source_addresses:
             if not is_allowed_destination(a):
                 raise ScenarioError(f"{where}: connection.source_addresses: {a} is not a loopback or lab address")
+
+
+def _name_from_stem(where: str) -> str:
+    """A scenario file's stem as its name, made a valid one (the rule of SCHEMA's name): the name
+    goes into folder names and figure titles, so `x$\\n$.toml` must not carry its `$` and newline there."""
+    if not where.endswith(".toml"):
+        return "adhoc"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(where).stem)[:64].strip("_") or "scenario"
 
 
 def load_scenario(path: str | Path | None, overrides: dict[str, Any] | None = None,
