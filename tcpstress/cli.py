@@ -358,9 +358,14 @@ def _scenarios_dir() -> Path:
 @click.option("--stall-at", type=float, default=None, help="after this many seconds of uptime, stop answering...")
 @click.option("--stall-for", type=float, default=0.0, help="...for this many seconds (coordinated-omission demos)")
 @click.option("--max-seconds", type=float, default=None, help="stop by itself after this long")
-def serve(**kwargs):
+@click.option("--parent-pid", type=click.IntRange(1), default=None,
+              help="exit (SIGKILL) when this process, the one that started the server, dies")
+def serve(parent_pid, **kwargs):
     """The built-in target: an HTTP/1.1 or echo server with close policies."""
-    from tcpstress.server import ServerConfig, serve as run_server
+    from tcpstress.server import ServerConfig, exit_with_parent, serve as run_server
+
+    if parent_pid is not None:
+        exit_with_parent(parent_pid)
 
     try:
         config = ServerConfig(**kwargs)
@@ -525,9 +530,13 @@ def lab():
 @lab.command("cleanup")
 @click.option("--all", "include_live", is_flag=True, help="also namespaces of runs still alive")
 def lab_cleanup(include_live):
-    """Remove namespaces (and their processes) left by lab runs that were killed."""
+    """Remove namespaces (and their processes) left by lab runs that were killed, and stray built-in servers."""
     from tcpstress.lab.netns import check_lab_capability, cleanup
+    from tcpstress.strays import stop_strays
 
+    # Needs no lab rights: a loopback run's built-in server is the user's own process.
+    servers = stop_strays()
+    click.echo(f"stopped {len(servers)} stray built-in server(s)" + (": " + ", ".join(servers) if servers else ""))
     missing = check_lab_capability()
     if missing:
         fail(missing)

@@ -25,6 +25,7 @@ from typing import Any, Callable, TextIO
 from tcpstress import __version__, results
 from tcpstress.load.processes import IntervalMerger, WorkerFailure, WorkerPool
 from tcpstress.scenario import Scenario, ScenarioError, resolve_target
+from tcpstress.server_watch import ServerWatch
 
 SERVER_ARGV = [sys.executable, "-m", "tcpstress", "serve"]
 # How long after the end the runner waits for workers to send their last
@@ -95,6 +96,8 @@ class BuiltinServer:
             "--close", close, "--requests-per-connection", str(rpc), "--backlog", str(s.server.backlog),
             "--workers", str(s.server.workers), "--delay", str(s.server.delay),
             "--max-seconds", str(int(run_seconds + 120)),
+            # Dies with this process even when it is killed with SIGKILL (prctl PDEATHSIG).
+            "--parent-pid", str(os.getpid()),
         ]
         proc = spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         line = proc.stdout.readline().decode(errors="replace")
@@ -275,6 +278,8 @@ def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = Non
     partial_reason: str | None = None
     sampler_summary: dict = {}
     fault_timer: FaultTimer | None = None
+    watch: ServerWatch | None = None
+    server_gone: str | None = None
     meta = {
         "format": results.FORMAT, "tool_version": __version__, "kernel": platform.release(),
         "hostname": socket.gethostname(), "netns": own_netns(), "cpu_count": os.cpu_count(), "started_at": utc_stamp(started_at), "ended_at": None,
@@ -331,6 +336,8 @@ def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = Non
                       "t_start": t_start, "t0": t0, "t_end": t_end}
                      for i in range(s.load.workers)]
             pool.send_plans(plans)
+            if server:
+                watch = ServerWatch.start(server.proc, t0, on_death=lambda: pool.signal_all(signal.SIGTERM))
             _collect(pool, merger, hlogs, live_line, meta, out_dir, deadline=t_end + STOP_GRACE_S)
         except (KeyboardInterrupt, RunInterrupted) as e:
             interrupted = e if isinstance(e, RunInterrupted) else RunInterrupted(signal.SIGINT)
@@ -351,6 +358,8 @@ def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = Non
                 pool.stop()
             if sampler is not None:
                 sampler_summary = sampler.stop()
+            if watch is not None:
+                server_gone = watch.stop()
             if server:
                 server.stop()
             for w in hlogs.values():
@@ -368,6 +377,8 @@ def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = Non
         if late and not partial_reason:
             partial_reason = (f"{', '.join(w.name for w in late)} did not finish within {STOP_GRACE_S:.0f} s "
                               f"of the end (overloaded machine?); their last seconds are missing")
+    if server_gone and not interrupted:
+        partial_reason = server_gone  # the cause: the workers' errors and early ends follow from it
     meta["partial"] = partial_reason is not None
     meta["partial_reason"] = partial_reason
     result = results.RunResult(data=_result_data(meta, merger, s, pool, server, sampler_summary), folder=out_dir)
