@@ -545,10 +545,18 @@ def lab_cleanup(include_live):
 
 
 def main() -> None:
+    # Not click's standalone mode: it turns a Ctrl-C before the runner's own handler is in place
+    # (loading, start-up) into "Aborted!" and exit 1; an interrupt is 130 whenever it comes.
     try:
-        cli(standalone_mode=True)
-    except KeyboardInterrupt:
-        sys.exit(130)
+        code = cli.main(standalone_mode=False)
+    except (KeyboardInterrupt, click.exceptions.Abort) as e:
+        interrupted = isinstance(e, KeyboardInterrupt) or isinstance(e.__context__, KeyboardInterrupt)
+        click.echo("interrupted (SIGINT)" if interrupted else "aborted", err=True)
+        sys.exit(130 if interrupted else 1)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -249,8 +249,10 @@ def check_fd_limit(s: Scenario, shard_count: int = 1) -> None:
     per_worker = math.ceil(s.load.connections / parts)
     if per_worker + FD_MARGIN > limit:
         needed = math.ceil(s.load.connections / (limit - FD_MARGIN)) if limit > FD_MARGIN else None
+        # A worker needs FD_MARGIN files before its first connection: below that, only a higher limit helps.
         advice = (f"use load.workers >= {math.ceil(needed / shard_count)} (--workers)" if needed
-                  else "raise the open-file limit")
+                  else f"raise the open-file limit to at least {per_worker + FD_MARGIN} "
+                       f"(ulimit -n {per_worker + FD_MARGIN}; {FD_MARGIN} per worker go to the process itself)")
         raise ScenarioError(
             f"{s.source}: load.connections = {s.load.connections} "
             f"over {parts} worker process(es) needs {per_worker + FD_MARGIN} open files per worker; "
