@@ -3,7 +3,7 @@
 It exists to be predictable and countable: every accepted connection and every
 answered request is counted exactly, so a test or a run can compare the
 client's numbers with the server's. Its close policy decides which side sends
-the first FIN, and therefore which side collects TIME_WAIT (see FACTS.md):
+the first FIN, and therefore which side collects TIME_WAIT (see docs/kernel.md):
 
 - "client": the server never closes on its own initiative: after reaching
   `requests_per_connection` (or, for echo, after the agreed exchanges) it waits

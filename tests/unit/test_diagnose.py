@@ -127,7 +127,7 @@ def test_port_exhaustion_cites_the_files_numbers():
     # The clean variants are named, with what made them clean.
     assert f.evidence["variants_without"] == ["tw_reuse", "keepalive"]
     assert "net.ipv4.tcp_tw_reuse=1" in f.text and "keepalive=true" in f.text
-    # FACTS.md: tw_reuse=2 is loopback-only; TIME_WAIT is 60 s and not a sysctl.
+    # docs/kernel.md: tw_reuse=2 is loopback-only; TIME_WAIT is 60 s and not a sysctl.
     assert "loopback" in f.advice and "60 s" in f.text
     assert f.knobs == ["net.ipv4.ip_local_port_range", "net.ipv4.tcp_tw_reuse"]
     first = json.loads((folder / "result.json").read_text())["intervals"]
