@@ -1,6 +1,10 @@
 # The image both services of docker-compose.yml run: tcpstress installed from
 # this checkout, nothing prebuilt. Build context: the repository (see .dockerignore).
-FROM python:3.11-slim
+# BASE_IMAGE: any Debian-like image with Python 3.11+, pip and apt-get;
+# tests/containers builds on a local one (`--build-arg BASE_IMAGE=...`) where
+# no registry can be reached.
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
 
 # iproute2 for `ss` and `ip`: a second look at the sockets from inside a
 # container (docker compose exec loader ss -tan state time-wait).

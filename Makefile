@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench clean-lab help
+.PHONY: demo test bench clean-lab help system-deps
 
 help:
 	@echo "make demo   - create .venv, install, run the demo scenario, write a report"
@@ -16,10 +16,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+# Debian packages the tests and the demo call (nginx, nft, ip, ss ...): installed
+# when missing and root with apt, otherwise named (scripts/system-deps.sh).
+system-deps:
+	@sh scripts/system-deps.sh
+
+demo: system-deps $(STAMP)
 	$(BIN)/tcpstress demo
 
-test: $(STAMP)
+test: system-deps $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP)

@@ -1,8 +1,10 @@
 """The tcpstress command line: the only place that prints results and picks exit codes.
 
 Exit codes: 0 success, 1 the run itself failed (a worker could not start, the
-target never answered), 2 bad input (scenario, flags, run folders), 130/143
-interrupted by SIGINT/SIGTERM after saving what was gathered.
+target never answered, not one request succeeded), 2 bad input (scenario,
+flags, run folders), 99 a threshold failed (k6's code; also a CRITICAL finding
+with --fail-on critical, and a regression beyond `diff --max-regression`),
+130/143 interrupted by SIGINT/SIGTERM after saving what was gathered.
 """
 
 from __future__ import annotations
@@ -18,19 +20,27 @@ from tcpstress import __version__
 # the same validator as the file, so the messages are the same.
 RUN_FLAGS: list[tuple[str, str, str]] = [
     # (option declaration, dotted key, help)
-    ("--protocol", "target.protocol", "http or echo"),
-    ("--path", "target.path", "HTTP request path"),
+    ("--protocol", "target.protocol", "http, https or echo (a URL target sets it)"),
+    ("--path", "target.path", "HTTP request path (a URL target sets it)"),
     ("--host-header", "target.host_header", "HTTP Host header (default: the target)"),
-    ("--method", "target.method", "GET, HEAD or POST"),
+    ("--method", "target.method", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS ..."),
+    ("--body", "target.body", "request body text"),
+    ("--body-file", "target.body_file", "request body from a file (read once)"),
+    ("--content-type", "target.content_type", "Content-Type of the body, e.g. application/json"),
+    ("--expect-status", "target.expect_status", "statuses that count as success, e.g. 2xx,3xx (default) or 200,204"),
+    ("--request-order", "target.request_order", "[[request]] list: weighted or sequence"),
+    ("--ca-file", "tls.ca_file", "https: PEM bundle to verify the server with (default: the system's)"),
+    ("--tls-version", "tls.version", "https: auto, 1.2 or 1.3"),
+    ("--server-name", "tls.server_name", "https: SNI and certificate name (default: the target host)"),
     ("--response-size", "server.response_size", "built-in server: HTTP body bytes"),
     ("--server-close", "server.close", "built-in server close policy: client, server, never, reset"),
     ("--backlog", "server.backlog", "built-in server listen backlog"),
     ("--server-workers", "server.workers", "built-in server processes (SO_REUSEPORT)"),
     ("--model", "load.model", "closed (N connections) or open (a fixed rate)"),
     ("--connections", "load.connections", "concurrent connections (open model: the most in flight)"),
-    ("--rate", "load.rate", "open model: new operations per second"),
+    ("--rate", "load.rate", "open model: new operations per second (without --model: implies open, as wrk2's -R)"),
     ("--ramp", "load.ramp", "open: linear ramp to the rate; closed: open the connections over this time"),
-    ("--duration", "load.duration", "measured duration, e.g. 10s, 2m"),
+    ("--duration", "load.duration", "measured duration, e.g. 10s, 2m, 1m30s"),
     ("--warmup", "load.warmup", "unmeasured warm-up before the duration"),
     ("--workers", "load.workers", "worker processes (default: one per CPU)"),
     ("--max-requests", "load.max_requests", "stop after this many requests (0: no limit)"),
@@ -43,11 +53,37 @@ RUN_FLAGS: list[tuple[str, str, str]] = [
     ("--payload-size", "connection.payload_size", "echo: bytes per request"),
     ("--sample-interval", "sampling.interval", "sampler interval, e.g. 100ms"),
 ]
+# The short flags wrk, wrk2 and hey users type. -t stays --target's.
+SHORT_FLAGS = {"--connections": "-c", "--duration": "-d", "--rate": "-R"}
 BOOL_FLAGS: list[tuple[str, str, str]] = [
     ("keepalive", "connection.keepalive", "reuse connections (--no-keepalive: one request per connection)"),
     ("builtin-server", "server.builtin", "start the built-in target for this run"),
     ("port-filter", "sampling.port_filter", "count only sockets on the target's port"),
+    ("tls-resume", "tls.resume", "https: resume the previous TLS session on new connections (default: on)"),
 ]
+# Flags given once per value (curl's -H): the scenario key takes the list.
+MULTI_FLAGS: list[tuple[tuple[str, ...], str, str]] = [
+    (("-H", "--header"), "target.headers", "request header 'Name: value', repeatable"),
+]
+
+
+class DurationType(click.ParamType):
+    """A duration flag: 10ms, 1.5s, 1m30s, or a plain number of seconds."""
+
+    name = "duration"
+
+    def convert(self, value, param, ctx):
+        from tcpstress.scenario import parse_duration
+
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_duration(value)
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
+DURATION = DurationType()
 
 
 class UsageFail(click.ClickException):
@@ -70,6 +106,9 @@ def _flag_name(dotted: str) -> str | None:
     for name, key, _ in BOOL_FLAGS:
         if key == dotted:
             return f"--{name}"
+    for decls, key, _ in MULTI_FLAGS:
+        if key == dotted:
+            return decls[-1]
     return None
 
 
@@ -91,28 +130,108 @@ def cli() -> None:
 
 
 def _run_options(f):
+    f = click.option("--insecure", "-k", "tls__insecure", flag_value="true", default=None,
+                     help="https: do not verify the server's certificate")(f)
+    for decls, key, help_text in reversed(MULTI_FLAGS):
+        f = click.option(*decls, key.replace(".", "__"), multiple=True, help=help_text)(f)
     for name, key, help_text in reversed(BOOL_FLAGS):
         f = click.option(f"--{name}/--no-{name}", key.replace(".", "__"), default=None, help=help_text)(f)
     for decl, key, help_text in reversed(RUN_FLAGS):
-        f = click.option(decl, key.replace(".", "__"), default=None, help=help_text)(f)
+        decls = [decl] + ([SHORT_FLAGS[decl]] if decl in SHORT_FLAGS else [])
+        f = click.option(*decls, key.replace(".", "__"), default=None, help=help_text)(f)
     return f
+
+
+def _gate_options(f):
+    """The release-gate flags of run and compare (README "Release gate")."""
+    f = click.option("--fail-on", type=click.Choice(["critical"]), default=None,
+                     help="a CRITICAL finding fails the run too (exit 99)")(f)
+    f = click.option("--no-report", is_flag=True,
+                     help="skip the figures and report.html (findings still decide --fail-on); "
+                          "`tcpstress report DIR` makes them later")(f)
+    f = click.option("--json", "json_out", is_flag=True,
+                     help="print the summary and the threshold verdicts as JSON on stdout, nothing else there")(f)
+    f = click.option("--repeat", type=click.IntRange(1, 100), default=1, show_default=True,
+                     help="run N times (compare: the variants interleaved, a b a b); the summary shows the "
+                          "spread, `tcpstress diff` pools the repetitions")(f)
+    f = click.option("--threshold", "threshold_exprs", multiple=True, metavar="EXPR",
+                     help="a pass/fail check, e.g. 'corrected.p99 < 20ms' (repeatable; exit 99 when one fails)")(f)
+    return f
+
+
+def _thresholds(scenario, exprs):
+    """The scenario's [thresholds] and the --threshold flags, parsed before anything runs."""
+    from tcpstress.thresholds import ThresholdError, parse_all
+
+    try:
+        return parse_all(scenario.thresholds, f"{scenario.source}: thresholds") + parse_all(exprs, "--threshold")
+    except ThresholdError as e:
+        fail(str(e))
+
+
+def _gate_code(results_, findings, fail_on, empty_fails: bool = True) -> int:
+    """0, 1 (a run in which not one request succeeded) or 99 (a threshold or, with --fail-on, a finding).
+
+    The verdicts are those record() kept in each result. empty_fails=False (compare):
+    a variant that provokes a total failure (SYN_SENT, a partition) is the experiment
+    working, so it is named but decides nothing; its thresholds still do."""
+    from tcpstress.thresholds import EXIT_FAILED, recorded
+
+    empty = [r for r in results_ if not r.summary.get("requests")]
+    for result in empty:
+        errors = ", ".join(f"{k} {v:,}" for k, v in (result.summary.get("errors") or {}).items()) or "none"
+        what = "run failed" if empty_fails else "note"
+        click.echo(f"tcpstress: {what}: not one request succeeded ({result.name}; errors: {errors})", err=True)
+    if empty and empty_fails:
+        return 1
+    code = 0
+    failed = [f"{r.name}: {v.expr} ({'' if v.measured is None else 'measured '}{v.measured_text})"
+              for r in results_ for v in recorded(r.data) if not v.passed]
+    if failed:
+        click.echo("tcpstress: threshold failed: " + "; ".join(failed), err=True)
+        code = EXIT_FAILED
+    critical = [f for f in findings if f.severity == "critical"] if fail_on == "critical" else []
+    if critical:
+        click.echo(f"tcpstress: --fail-on critical: {critical[0].title}"
+                   + (f" ({critical[0].variant})" if critical[0].variant else ""), err=True)
+        code = EXIT_FAILED
+    return code
+    failed = []
+    for result in results_:
+        if checks:
+            failed += [f"{result.name}: {v.expr} ({v.measured_text})" for v in record(result, checks) if not v.passed]
+    if failed:
+        click.echo("tcpstress: threshold failed: " + "; ".join(failed), err=True)
+        code = EXIT_FAILED
+    if fail_on == "critical":
+        critical = [f for f in findings if f.severity == "critical"]
+        if critical:
+            click.echo(f"tcpstress: --fail-on critical: {critical[0].title}"
+                       + (f" ({critical[0].variant})" if critical[0].variant else ""), err=True)
+            code = EXIT_FAILED
+    return code
 
 
 def _overrides(kwargs: dict) -> dict:
     out = {}
     for param, value in list(kwargs.items()):
-        if "__" in param and value is not None:
-            out[param.replace("__", ".")] = value if not isinstance(value, bool) else str(value).lower()
+        if "__" in param and value is not None and value != ():
+            out[param.replace("__", ".")] = (list(value) if isinstance(value, tuple) else
+                                             str(value).lower() if isinstance(value, bool) else value)
     return out
 
 
 def _load(scenario_file, target, overrides):
-    from tcpstress.scenario import ScenarioError, load_scenario, split_target
+    from tcpstress.scenario import ScenarioError, load_scenario, target_overrides
 
     try:
+        if scenario_file and "://" in str(scenario_file):
+            if target:
+                fail("give the target once: as a URL argument or as --target")
+            scenario_file, target = None, str(scenario_file)
         if target:
-            host, port = split_target(target)
-            overrides = {"target.host": host, "target.port": str(port), **overrides}
+            # A URL or HOST:PORT replaces the file's target; explicit flags still win.
+            overrides = {**target_overrides(target), **overrides}
             # An explicit target replaces a scenario's built-in server.
             overrides.setdefault("server.builtin", "false")
         if not scenario_file and not target and overrides.get("server.builtin") != "true":
@@ -126,7 +245,8 @@ def _load(scenario_file, target, overrides):
 
 @cli.command()
 @click.argument("scenario_file", required=False, type=click.Path(dir_okay=False))
-@click.option("--target", "-t", help="HOST:PORT of the server to load (loopback or lab only)")
+@click.option("--target", "-t", help="the server to load: a URL (https://host:8443/path) or HOST:PORT; "
+              "any host, IPv4 or IPv6 ([::1]:8080)")
 @_run_options
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), help="run folder (default: reports/<time>-<name>; a shard: reports/<start time>-<name>/shard-<I>)")
 @click.option("--quiet", "-q", is_flag=True, help="no live line")
@@ -135,19 +255,28 @@ def _load(scenario_file, target, overrides):
               "of TCPSTRESS_SHARDS (docker compose --scale)")
 @click.option("--start-at", help="start at this UTC time (ISO 8601), so shards share one schedule; "
               "an empty value means now")
-def run(scenario_file, target, out, quiet, shard, start_at, **kwargs):
+@click.option("--wait-for-target", "wait_for_target", metavar="SECONDS",
+              help="first wait up to SECONDS (e.g. 60s) for the target to accept a connection "
+              "(a container started beside it)")
+@_gate_options
+def run(scenario_file, target, out, quiet, shard, start_at, threshold_exprs, json_out, no_report, fail_on, repeat,
+        wait_for_target=None, **kwargs):
     """Run one scenario (a TOML file, flags, or both) and write a run folder.
 
     \b
     Examples:
+      tcpstress run https://staging.example/api -H 'Authorization: Bearer T' --duration 30s
       tcpstress run scenarios/keepalive_vs_churn.toml
       tcpstress run --target 127.0.0.1:8080 --connections 50 --duration 10s --no-keepalive
+      tcpstress run scenarios/http_release_check.toml --target https://staging.example/
     """
     from tcpstress import runner, sharding
     from tcpstress.scenario import ScenarioError
 
-    overrides = _overrides(kwargs)
+    overrides = _rate_implies_open(_overrides(kwargs))
     scenario = _load(scenario_file, target, overrides)
+    checks = _thresholds(scenario, threshold_exprs)
+    say = _say(json_out)
     if scenario.lab:
         fail(f"{scenario.source}: lab = true: use `tcpstress compare {scenario.source}` to run it in the lab")
     ctx = runner.RunContext()
@@ -165,19 +294,26 @@ def run(scenario_file, target, out, quiet, shard, start_at, **kwargs):
         runner.check_fd_limit(scenario, ctx.shard[1] if ctx.shard else 1)
     except ScenarioError as e:
         fail(_name_flags(str(e), overrides))
+    if wait_for_target:
+        _wait_for_target(scenario, wait_for_target, start_at)
     if not out:
         sharded = ctx.shard is not None and ctx.shard[1] > 1
         out = sharding.shard_run_dir(scenario, ctx.shard, ctx.start_at) if sharded else None
-    live = sys.stderr if (not quiet and sys.stderr.isatty()) else None
+    live = None if quiet else sys.stderr  # not a terminal: a plain line every few seconds
     if out is None:
-        out = runner.default_run_dir(scenario)  # made exclusively there
+        out = runner.default_run_dir(scenario)  # claimed exclusively there
     else:
         _check_output_dir(out)
+    if repeat > 1:
+        if ctx.shard or ctx.start_at:
+            fail("--repeat: not with --shard or --start-at (a shard's schedule is one run); repeat the sharded run instead")
+        _run_repeats(scenario, out, repeat, live, checks, json_out, no_report, fail_on)
+        return
     try:
         result = runner.run_scenario(scenario, out, ctx, live=live)
     except runner.RunInterrupted as e:
         click.echo(f"interrupted ({e.args[0]}): partial results saved in {out}", err=True)
-        _report_after_run([out], out)
+        _report_after_run([out], out, err=json_out, render=not no_report)
         sys.exit(e.code)
     except runner.RunError as e:
         click.echo(f"tcpstress: run failed: {e}", err=True)
@@ -186,16 +322,137 @@ def run(scenario_file, target, out, quiet, shard, start_at, **kwargs):
         click.echo(f"tcpstress: cannot write results in {out}: {e.strerror}", err=True)
         sys.exit(1)
     from tcpstress.summary import format_summary
+    from tcpstress.thresholds import record
 
-    click.echo(format_summary(result))
-    reported = _report_after_run([out], out)
-    click.echo(f"results: {out}")
+    try:
+        record(result, checks)
+    except OSError as e:
+        click.echo(f"tcpstress: cannot write results in {out}: {e.strerror}", err=True)
+        sys.exit(1)
+    say(format_summary(result))
+    findings: list = []
+    reported = _report_after_run([out], out, err=json_out, render=not no_report, found=findings)
+    say(f"results: {out}")
+    if json_out:
+        _print_json(result)
     if result.data.get("partial"):
         # The numbers are saved, but they are not the whole run: say so in the exit code.
         click.echo(f"tcpstress: partial result: {result.data.get('partial_reason')}", err=True)
         sys.exit(1)
     if not reported:
         sys.exit(1)
+    code = _gate_code([result], findings, fail_on)
+    if code:
+        sys.exit(code)
+
+
+def _wait_for_target(scenario, text: str, start_at: str | None) -> None:
+    from tcpstress import sharding, target_wait
+    from tcpstress.scenario import ScenarioError
+
+    try:
+        seconds = target_wait.parse_wait(text)
+    except ValueError as e:
+        fail(f"--wait-for-target {text!r}: {e}; expected a duration from 0 to 3600 s, e.g. 60s")
+    if scenario.server.builtin:
+        return  # the run starts its own target
+    host, port = scenario.target.host, scenario.target.port
+    waited = target_wait.wait_for_target(host, port, seconds)
+    if not waited.listening:
+        click.echo(f"tcpstress: run failed: --wait-for-target {text}: {host}:{port} accepted no connection "
+                   f"within {waited.waited_s:.0f} s ({waited.probes} tries, last: {waited.last_error})", err=True)
+        sys.exit(1)
+    if waited.probes > 1:
+        click.echo(f"target {host}:{port} listening after {waited.waited_s:.1f} s", err=True)
+    if start_at:
+        try:
+            sharding.parse_start_at(start_at)  # the wait may have used up the time before START_AT
+        except ScenarioError as e:
+            click.echo(f"tcpstress: run failed: the target listened only after the start time: {e}", err=True)
+            sys.exit(1)
+
+
+def _run_repeats(scenario, out: Path, repeat: int, live, checks, json_out, no_report, fail_on) -> None:
+    """`run --repeat N`: N run folders in one repeat folder, then the spread between them."""
+    import json
+
+    from tcpstress import repeat as repeats
+    from tcpstress import runner
+    from tcpstress.summary import format_comparison
+    from tcpstress.thresholds import record
+
+    say = _say(json_out)
+    groups: dict[str, str] = {}
+    done = []
+    code = 0
+    for k in range(repeat):
+        folder = Path(out) / repeats.folder_name(None, k)
+        groups[folder.name] = scenario.name
+        try:
+            Path(out).mkdir(parents=True, exist_ok=True)
+            repeats.write_index(out, scenario.name, groups)
+            click.echo(f"repetition {k + 1}/{repeat}", err=True)
+            result = runner.run_scenario(scenario, folder, runner.RunContext(variant=folder.name), live=live)
+        except runner.RunInterrupted as e:
+            click.echo(f"interrupted ({e.args[0]}): partial results saved in {out}", err=True)
+            code = e.code
+            break
+        except runner.RunError as e:
+            click.echo(f"tcpstress: run failed: {e}", err=True)
+            code = 1
+            break
+        except OSError as e:
+            click.echo(f"tcpstress: cannot write results in {out}: {e.strerror}", err=True)
+            sys.exit(1)
+        record(result, checks)
+        done.append(result)
+        if result.data.get("partial"):
+            click.echo(f"tcpstress: partial result: {result.data.get('partial_reason')}", err=True)
+            code = code or 1
+    findings: list = []
+    if done:
+        say(format_comparison(done))
+        say(repeats.format_spread(scenario.name, done))
+        _say_thresholds(done, say)
+        if not _report_after_run([Path(out)], Path(out), err=json_out, render=not no_report, found=findings):
+            code = code or 1
+    say(f"results: {out}")
+    if json_out:
+        click.echo(json.dumps({"repeats": {r.name: {**r.summary, "thresholds": r.data.get("thresholds", [])}
+                                           for r in done},
+                               "spread": [vars(s) for s in repeats.spread(done)]}, indent=2))
+    if not code and done:
+        code = _gate_code(done, findings, fail_on)
+    if code:
+        sys.exit(code)
+
+
+def _say(to_stderr: bool):
+    """click.echo to stdout, or to stderr when stdout is kept for --json."""
+    return lambda message="": click.echo(message, err=to_stderr)
+
+
+def _print_json(result) -> None:
+    """The summary (as result.json has it) plus the threshold verdicts: the only thing --json puts on stdout."""
+    import json
+
+    click.echo(json.dumps({**result.summary, "thresholds": result.data.get("thresholds", [])}, indent=2))
+
+
+def _rate_implies_open(overrides: dict) -> dict:
+    """-R/--rate without --model means the open model, as wrk2's -R does."""
+    if "load.rate" in overrides and "load.model" not in overrides:
+        return {**overrides, "load.model": "open"}
+    return overrides
+
+
+def _new_folder(path: Path) -> Path:
+    """path, or path-2, path-3 ... : the first that does not exist yet."""
+    candidate, n = path, 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}-{n}")
+    return candidate
 
 
 def _check_output_dir(out: Path):
@@ -218,9 +475,11 @@ def _remove_if_empty(folder: Path) -> None:
         pass
 
 
-def _report_after_run(folders: list[Path], out: Path) -> bool:
+def _report_after_run(folders: list[Path], out: Path, err: bool = False, render: bool = True,
+                      found: list | None = None) -> bool:
     """Print the findings and render the report; a failure here never hides the saved results.
-    Returns whether the report was written."""
+    Returns whether the report was written (or, with render=False, the findings made).
+    err: print on stderr (stdout holds --json); found: receives the findings."""
     from tcpstress.report import diagnose, format_findings
     from tcpstress.report.render import load_report_runs, render_runs
     from tcpstress.results import ResultError
@@ -231,13 +490,17 @@ def _report_after_run(folders: list[Path], out: Path) -> bool:
     except ResultError as e:
         click.echo(f"tcpstress: cannot diagnose: {e}", err=True)
         return False
+    if found is not None:
+        found.extend(findings)
     if findings:
-        click.echo("\nfindings:")
+        click.echo("\nfindings:", err=err)
         for line in format_findings(findings):
-            click.echo(f"  {line}")
+            click.echo(f"  {line}", err=err)
+    if not render:
+        return True
     try:
         path = render_runs(runs, findings, out)
-        click.echo(f"report: {path}")
+        click.echo(f"report: {path}", err=err)
         return True
     except (ResultError, OSError, ValueError) as e:
         click.echo(f"tcpstress: could not render the report: {getattr(e, 'strerror', None) or e}", err=True)
@@ -250,18 +513,25 @@ def _report_after_run(folders: list[Path], out: Path) -> bool:
 @_run_options
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), help="comparison folder")
 @click.option("--quiet", "-q", is_flag=True, help="no live line")
-def compare(scenario_file, variant_names, out, quiet, **kwargs):
+@_gate_options
+def compare(scenario_file, variant_names, out, quiet, threshold_exprs, json_out, no_report, fail_on, repeat,
+            **kwargs):
     """Run every variant of a scenario (in a fresh lab each, when lab = true) and compare them."""
-    _compare(scenario_file, variant_names, out, quiet, _overrides(kwargs))
+    _compare(scenario_file, variant_names, out, quiet, _rate_implies_open(_overrides(kwargs)),
+             threshold_exprs=threshold_exprs, json_out=json_out, no_report=no_report, fail_on=fail_on,
+             repeat=repeat)
 
 
-def _compare(scenario_file, variant_names, out, quiet, overrides) -> None:
+def _compare(scenario_file, variant_names, out, quiet, overrides, threshold_exprs=(), json_out=False,
+             no_report=False, fail_on=None, repeat=1) -> None:
     from tcpstress import runner
     from tcpstress.results import load_result
     from tcpstress.scenario import ScenarioError
     from tcpstress.summary import format_comparison
 
     scenario = _load(scenario_file, None, overrides)
+    checks = _thresholds(scenario, threshold_exprs)
+    say = _say(json_out)
     names = [n.strip() for n in variant_names.split(",") if n.strip()] if variant_names else None
     try:
         runner.pick_variants(scenario, names)
@@ -274,11 +544,11 @@ def _compare(scenario_file, variant_names, out, quiet, overrides) -> None:
             fail(f"{scenario.source}: lab = true but {missing}")
     claim = _check_output_dir(out) if out else None
     out = out or runner.default_run_dir(scenario)
-    live = sys.stderr if (not quiet and sys.stderr.isatty()) else None
+    live = None if quiet else sys.stderr  # not a terminal: a plain line every few seconds
     code = 0
     try:
         runner.run_comparison(scenario, out, names, live=live,
-                              progress=lambda m: click.echo(m, err=True))
+                              progress=lambda m: click.echo(m, err=True), repeat=repeat)
     except ScenarioError as e:
         # Refused before any variant ran: the folder is given back, nothing half-written.
         if claim is not None:
@@ -296,14 +566,43 @@ def _compare(scenario_file, variant_names, out, quiet, overrides) -> None:
     folders = sorted((p for p in Path(out).iterdir() if (p / "result.json").is_file()),
                      key=lambda p: (order.get(p.name, len(order)), p.name))
     runs = [load_result(p) for p in folders]
+    findings: list = []
     if runs:
-        click.echo("")
-        click.echo(format_comparison(runs))
-        if not _report_after_run([Path(out)], Path(out)):
+        from tcpstress.thresholds import record
+
+        for result in runs:
+            record(result, checks)
+        say("")
+        say(format_comparison(runs))
+        if repeat > 1:
+            from tcpstress import repeat as repeats
+
+            groups = repeats.groups_of(Path(out))
+            for name in dict.fromkeys(groups.get(r.folder.name, r.folder.name) for r in runs):
+                say(repeats.format_spread(name, [r for r in runs if groups.get(r.folder.name, r.folder.name) == name]))
+        _say_thresholds(runs, say)
+        if not _report_after_run([Path(out)], Path(out), err=json_out, render=not no_report, found=findings):
             code = code or 1
-    click.echo(f"results: {out}")
+    say(f"results: {out}")
+    if json_out:
+        import json
+        click.echo(json.dumps({"variants": {r.name: {**r.summary, "thresholds": r.data.get("thresholds", [])}
+                                            for r in runs}}, indent=2))
+    if not code and runs:
+        code = _gate_code(runs, findings, fail_on, empty_fails=False)
     if code:
         sys.exit(code)
+
+
+def _say_thresholds(runs, say) -> None:
+    """Each variant's PASS/FAIL table under the side-by-side table."""
+    from tcpstress.thresholds import format_table, recorded
+
+    for result in runs:
+        table = format_table(recorded(result.data))
+        if table:
+            say(f"\nthresholds [{result.name}]:")
+            say(table)
 
 
 def comparison_names(folder: Path) -> list[str]:
@@ -354,19 +653,33 @@ def _scenarios_dir() -> Path:
 @click.option("--backlog", type=click.IntRange(1), default=4096, show_default=True)
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="processes, each with its own SO_REUSEPORT listener")
-@click.option("--delay", type=float, default=0.0, help="seconds before each response")
+@click.option("--delay", type=DURATION, default="0s", show_default=True,
+              help="before each response, e.g. 10ms (a plain number: seconds)")
 @click.option("--stall-at", type=float, default=None, help="after this many seconds of uptime, stop answering...")
 @click.option("--stall-for", type=float, default=0.0, help="...for this many seconds (coordinated-omission demos)")
 @click.option("--max-seconds", type=float, default=None, help="stop by itself after this long")
+@click.option("--tls", is_flag=True, help="serve HTTPS; without --tls-cert, a self-signed certificate for "
+              "localhost, 127.0.0.1 and ::1 is made and its path printed")
+@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True), help="PEM certificate (implies --tls)")
+@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), help="PEM private key of --tls-cert")
 @click.option("--parent-pid", type=click.IntRange(1), default=None,
               help="exit (SIGKILL) when this process, the one that started the server, dies")
-def serve(parent_pid, **kwargs):
-    """The built-in target: an HTTP/1.1 or echo server with close policies."""
+def serve(tls, parent_pid, **kwargs):
+    """The built-in target: an HTTP/1.1 (or HTTPS) or echo server with close policies."""
     from tcpstress.server import ServerConfig, exit_with_parent, serve as run_server
 
     if parent_pid is not None:
         exit_with_parent(parent_pid)
 
+    if tls and not kwargs["tls_cert"]:
+        import tempfile
+
+        from tcpstress.load.tls import make_self_signed
+
+        folder = Path(tempfile.mkdtemp(prefix="tcpstress-tls-"))
+        cert, key = make_self_signed(folder, tuple(dict.fromkeys(("localhost", kwargs["host"], "127.0.0.1", "::1"))))
+        kwargs.update(tls_cert=str(cert), tls_key=str(key))
+        click.echo(f"certificate: {cert} (self-signed; clients: --ca-file {cert} or --insecure)", err=True)
     try:
         config = ServerConfig(**kwargs)
     except ValueError as e:
@@ -382,7 +695,7 @@ def serve(parent_pid, **kwargs):
 @click.option("--netns", help="a named network namespace (/var/run/netns/NAME)")
 @click.option("--pid", type=int, help="the network namespace of this process")
 @click.option("--port", type=click.IntRange(1, 65535), help="count only sockets with this local or remote port")
-@click.option("--interval", default="100ms", show_default=True, help="time between samples")
+@click.option("--interval", default="1s", show_default=True, help="time between samples (and live lines)")
 @click.option("--duration", default="30s", show_default=True, help="how long to sample")
 @click.option("--out", "-o", type=click.Path(path_type=Path), help="CSV file (default: stdout when it is not a terminal)")
 @click.option("--quiet", "-q", is_flag=True, help="no live table")
@@ -408,13 +721,17 @@ def sample(netns, pid, port, interval, duration, out, quiet, force):
 @cli.command()
 @click.argument("folders", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path),
-              help="where to write the report (default: the first folder)")
+              help="where to write the report (default: one folder: into it; several: a new "
+                   "reports/<time>-report, never into the first)")
 def report(folders, out):
     """Re-render the report of saved run or comparison folders (runs nothing)."""
     from tcpstress.report import diagnose, format_findings
     from tcpstress.report.render import load_report_runs, render_runs
-    from tcpstress.results import ResultError
+    from tcpstress.results import ResultError, folder_stamp
 
+    if out is None and len(folders) > 1:
+        # Several folders make a new report: writing it into the first would replace that run's own.
+        out = _new_folder(Path("reports") / f"{folder_stamp()}-report")
     out = out or folders[0]
     try:
         runs = load_report_runs(list(folders))
@@ -425,6 +742,57 @@ def report(folders, out):
     for line in format_findings(findings):
         click.echo(line)
     click.echo(f"report: {path}")
+
+
+@cli.command()
+@click.argument("base", type=click.Path(path_type=Path))
+@click.argument("new", type=click.Path(path_type=Path))
+@click.option("--max-regression", metavar="PERCENT",
+              help="exit 99 when a metric got significantly worse by more than this, e.g. 5%")
+@click.option("--min-change", metavar="PERCENT", default="2%", show_default=True,
+              help="smaller changes read 'no significant change' whatever the test says")
+@click.option("--json", "json_out", is_flag=True, help="the comparison as JSON on stdout, nothing else there")
+@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path),
+              help="where to write diff.html, diff.md and diff.json (default: reports/<time>-diff)")
+def diff(base, new, max_regression, min_change, json_out, out):
+    """Compare two run (or comparison, or --repeat) folders: faster, slower or no significant change.
+
+    \b
+    Significance comes from the per-second intervals (Mann-Whitney U), never
+    from two single numbers. Exit codes: 0 no regression beyond --max-regression,
+    99 a significant regression beyond it, 2 bad input.
+    \b
+    Example:
+      tcpstress diff last-release/ this-release/ --max-regression 5%
+    """
+    import json
+
+    from tcpstress.diff import DiffError, diff_folders, format_text, parse_fraction, write_report
+    from tcpstress.results import ResultError, folder_stamp
+    from tcpstress.thresholds import EXIT_FAILED
+
+    claim = None
+    try:
+        limit = parse_fraction(max_regression, "--max-regression") if max_regression is not None else None
+        floor = parse_fraction(min_change, "--min-change")
+        if out is not None:
+            claim = _check_output_dir(out)
+        result = diff_folders(base, new, min_change=floor, max_regression=limit)
+    except (DiffError, ResultError) as e:
+        if claim is not None:
+            claim.release()  # refused: nothing written, the folder given back
+        fail(str(e))
+    out = out or _new_folder(Path("reports") / f"{folder_stamp()}-diff")
+    say = _say(json_out)
+    say(format_text(result))
+    try:
+        say(f"report: {write_report(result, out)}")
+    except OSError as e:
+        click.echo(f"tcpstress: could not write the diff report in {out}: {e.strerror}", err=True)
+    if json_out:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    if result.regressions():
+        sys.exit(EXIT_FAILED)
 
 
 @cli.command()

@@ -271,7 +271,8 @@ def merge_histograms(shards: list[Shard], metric: str) -> dict[int, tuple[float,
 
 def _empty_interval() -> dict[str, Any]:
     return {"duration": 0.0, "requests": 0, "connections": 0, "errors": Counter(), "late_starts": 0,
-            "max_lag_us": 0, "parts": 0}
+            "started": 0, "max_lag_us": 0, "parts": 0, "status": Counter(), "anomalies": Counter(),
+            "tls": Counter()}
 
 
 def merge_interval_counts(shards: list[Shard]) -> dict[int, dict[str, Any]]:
@@ -285,10 +286,11 @@ def merge_interval_counts(shards: list[Shard]) -> dict[int, dict[str, Any]]:
             agg = merged.setdefault(s.offset_s + round(t), _empty_interval())
             try:
                 agg["duration"] = max(agg["duration"], float(iv.get("duration", 1.0)))
-                for key in ("requests", "connections", "late_starts"):
+                for key in ("requests", "connections", "late_starts", "started"):
                     agg[key] += int(iv.get(key, 0))
                 agg["max_lag_us"] = max(agg["max_lag_us"], int(iv.get("max_lag_us", 0)))
-                agg["errors"].update({str(k): int(v) for k, v in (iv.get("errors") or {}).items()})
+                for key in ("errors", "status", "anomalies", "tls"):
+                    agg[key].update({str(k): int(v) for k, v in (iv.get(key) or {}).items()})
             except (TypeError, ValueError, AttributeError):
                 raise MergeError(f"{where}: counts must be numbers and errors an object of name: count") from None
             agg["parts"] += 1
@@ -310,8 +312,11 @@ def build_intervals(counts: dict[int, dict[str, Any]],
         total = hists["total"][k][1] if "total" in hists and k in hists["total"] else results.new_histogram()
         rec = {"t": float(k), "duration": round(duration, 3), "requests": agg["requests"],
                "connections": agg["connections"], "errors": dict(agg["errors"]),
-               "late_starts": agg["late_starts"], "max_lag_us": agg["max_lag_us"],
+               "started": agg["started"], "late_starts": agg["late_starts"], "max_lag_us": agg["max_lag_us"],
                "latency_us": results.interval_percentiles(total)}
+        for key in ("status", "anomalies", "tls"):
+            if agg[key]:
+                rec[key] = dict(sorted(agg[key].items()))
         corrected = hists.get("corrected", {}).get(k)
         if corrected and corrected[1].get_total_count():
             rec["corrected_latency_us"] = results.interval_percentiles(corrected[1])
@@ -349,6 +354,8 @@ def build_summary(shards: list[Shard], intervals: list[dict[str, Any]],
     summary: dict[str, Any] = {
         **results.interval_totals(intervals, totals),
         "intended_rate": load.get("rate") if open_model else None,
+        "started": sum(iv.get("started", 0) for iv in intervals),
+        "in_flight_at_end": sum(int(s.result.summary.get("in_flight_at_end") or 0) for s in shards),
         "workers": [dict(w, name=f"{s.label}:{w.get('name', '?')}", shard=s.index)
                     for s in shards for w in (s.result.summary.get("workers") or []) if isinstance(w, dict)],
     }

@@ -22,6 +22,10 @@ result.json (format "tcpstress-result/1"):
       "partial": false, "partial_reason": null,
       "name": "keepalive_vs_churn", "variant": "baseline" | null,
       "scenario": {...the resolved scenario, as Scenario.to_dict()...},
+      "thresholds": [           # after the run, when there were any (tcpstress/thresholds.py)
+        {"expr": "corrected.p99 < 20ms", "metric": "corrected.p99", "kind": "time", "op": "<",
+         "limit": 20000.0, "measured": 1234.0 | null, "passed": true, "verdict": "PASS" | "FAIL",
+         "reason": "" | "not measured", "measured_text": "1.234 ms", "source": "--threshold"}],
       "sysctls": {"client": {"net.ipv4.tcp_tw_reuse": "0", ...}, "server": {...}},
                                 # read back; a run outside the lab: {"host": {...}},
                                 # the namespace it loaded from (read, never written)
@@ -81,7 +85,10 @@ LOWEST_US = 1
 HIGHEST_US = 3_600_000_000
 DIGITS = 3
 
-METRICS = ("total", "connect", "ttfb", "corrected")
+# total, connect, ttfb: every run; corrected: open model; tls: https; error: attempts that
+# failed with a response (HTTP status not expected), kept apart so they cannot flatter the rest.
+METRICS = ("total", "connect", "ttfb", "corrected", "tls", "error")
+OPTIONAL_METRICS = ("corrected", "tls", "error")
 PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99.9", 99.9), ("p99.99", 99.99))
 
 
@@ -397,7 +404,7 @@ def kept_up(summary: dict[str, Any], due: float | None) -> bool:
     still waiting on a timeout at the end were started: they count, where the
     summary has "started" (a run's; merged shards count requests and errors).
     """
-    started = summary.get("started", summary["requests"] + summary["error_total"])
+    started = summary.get("started") or summary["requests"] + summary["error_total"]
     if due and started < 0.99 * due:
         return False
     return summary["late_starts"] <= 0.01 * max(started, 1)
@@ -419,5 +426,32 @@ def interval_totals(intervals: list[dict[str, Any]], hists: dict[str, HdrHistogr
         "late_starts": sum(iv["late_starts"] for iv in intervals),
         "max_lag_us": max([iv["max_lag_us"] for iv in intervals] + [0]),
         # An open model logs corrected latency; a closed one leaves it empty.
-        "latency_us": {m: percentiles(h) for m, h in hists.items() if m != "corrected" or h.get_total_count()},
+        "latency_us": {m: percentiles(h) for m, h in hists.items()
+                       if m not in OPTIONAL_METRICS or h.get_total_count()},
+        **_response_totals(intervals, requests, sum(errors.values())),
     }
+
+
+def _response_totals(intervals: list[dict[str, Any]], requests: int, error_total: int) -> dict[str, Any]:
+    """Status codes, error rate and the events that are not failures, summed over the intervals."""
+    status: Counter[str] = Counter()
+    anomalies: Counter[str] = Counter()
+    tls: Counter[str] = Counter()
+    for iv in intervals:
+        status.update(iv.get("status", {}))
+        anomalies.update(iv.get("anomalies", {}))
+        tls.update(iv.get("tls", {}))
+    classes: Counter[str] = Counter()
+    for code, n in status.items():
+        classes[f"{code[0]}xx"] += n
+    out: dict[str, Any] = {
+        "error_rate": round(error_total / (requests + error_total), 6) if requests + error_total else 0.0,
+        "anomalies": dict(sorted(anomalies.items(), key=lambda kv: (-kv[1], kv[0]))),
+    }
+    if status:
+        out["responses"] = sum(status.values())
+        out["status"] = dict(sorted(status.items()))
+        out["status_classes"] = dict(sorted(classes.items()))
+    if tls:
+        out["tls"] = {"handshakes": tls["handshakes"], "resumed": tls["resumed"]}
+    return out

@@ -82,7 +82,8 @@ class BuiltinServer:
 
     @classmethod
     def start(cls, scenario: Scenario, host: str, run_seconds: float,
-              spawn: Callable[..., subprocess.Popen] = subprocess.Popen) -> "BuiltinServer":
+              spawn: Callable[..., subprocess.Popen] = subprocess.Popen,
+              tls_files: tuple[Path, Path] | None = None) -> "BuiltinServer":
         s = scenario
         close = s.server.close
         rpc = 0
@@ -91,7 +92,7 @@ class BuiltinServer:
             # agreed number of exchanges.
             close, rpc = "server", max(1, s.connection.effective_requests)
         argv = SERVER_ARGV + [
-            "--host", host, "--port", str(s.target.port), "--protocol", s.target.protocol,
+            "--host", host, "--port", str(s.target.port), "--protocol", "http" if s.target.is_http else "echo",
             "--response-size", str(s.server.response_size), "--echo-size", str(s.connection.payload_size),
             "--close", close, "--requests-per-connection", str(rpc), "--backlog", str(s.server.backlog),
             "--workers", str(s.server.workers), "--delay", str(s.server.delay),
@@ -99,6 +100,8 @@ class BuiltinServer:
             # Dies with this process even when it is killed with SIGKILL (prctl PDEATHSIG).
             "--parent-pid", str(os.getpid()),
         ]
+        if tls_files:
+            argv += ["--tls-cert", str(tls_files[0]), "--tls-key", str(tls_files[1])]
         proc = spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         line = proc.stdout.readline().decode(errors="replace")
         m = re.match(r"listening \S+ (\S+):(\d+) pid=(\d+)", line)
@@ -119,9 +122,13 @@ class BuiltinServer:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             out, _ = self.proc.communicate()
-        m = re.search(r"served connections=(\d+) requests=(\d+)", out.decode(errors="replace"))
+        text = out.decode(errors="replace")
+        m = re.search(r"served connections=(\d+) requests=(\d+)", text)
         if m:
             self.served = {"connections": int(m.group(1)), "requests": int(m.group(2))}
+            tls = re.search(r"tls_handshakes=(\d+) tls_resumed=(\d+)", text)
+            if tls:
+                self.served.update(tls_handshakes=int(tls.group(1)), tls_resumed=int(tls.group(2)))
         return self.served
 
 
@@ -167,22 +174,35 @@ class FaultTimer:
 
 
 class LiveLine:
-    """One status line a second on a terminal (wrk-style progress)."""
+    """One status line a second on a terminal (wrk-style progress); elsewhere (a CI log)
+    a plain line every PLAIN_EVERY seconds, since carriage returns make a log unreadable."""
+
+    PLAIN_EVERY = 5
 
     def __init__(self, stream: TextIO | None):
         self.stream = stream
+        isatty = getattr(stream, "isatty", None)
+        self.terminal = bool(stream) and bool(isatty and isatty())
 
     def show(self, agg: dict, intervals_total: int) -> None:
         if not self.stream:
             return
+        second = agg["i"] + 1
+        if not self.terminal and second % self.PLAIN_EVERY and second != intervals_total:
+            return
         p99 = agg["h"]["total"].get_value_at_percentile(99) / 1000.0 if agg["requests"] else 0.0
         errors = sum(agg["errors"].values())
-        self.stream.write(f"\r  {agg['i'] + 1:>4}/{intervals_total}s  {agg['connections']:>8,} conn/s  "
-                          f"{agg['requests']:>8,} req/s  p99 {p99:8.2f} ms  errors {errors:,}   ")
+        classes: dict[str, int] = {}
+        for code, n in agg["status"].items():
+            classes[f"{code[0]}xx"] = classes.get(f"{code[0]}xx", 0) + n
+        bad = "  ".join(f"{c} {n:,}" for c, n in sorted(classes.items()) if c[0] in "45")
+        text = (f"  {second:>4}/{intervals_total}s  {agg['connections']:>8,} conn/s  "
+                f"{agg['requests']:>8,} req/s  p99 {p99:8.2f} ms  errors {errors:,}" + (f"  ({bad})" if bad else ""))
+        self.stream.write(f"\r{text}   " if self.terminal else f"progress {text.strip()}\n")
         self.stream.flush()
 
     def done(self) -> None:
-        if self.stream:
+        if self.stream and self.terminal:
             self.stream.write("\n")
             self.stream.flush()
 
@@ -275,7 +295,7 @@ def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = Non
     pool: WorkerPool | None = None
     sampler = None
     hlogs: dict[str, results.HlogWriter] = {}
-    merger = IntervalMerger(max(1, int(-(-s.load.duration // 1))))
+    merger = IntervalMerger(max(1, int(-(-s.load.duration // 1))), s.load.duration)
     interrupted: RunInterrupted | None = None
     partial_reason: str | None = None
     sampler_summary: dict = {}
@@ -299,21 +319,33 @@ def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = Non
             target_host = ctx.target_host or s.target.host
             port = s.target.port
             if s.server.builtin:
+                tls_files = _builtin_tls(s, out_dir)
                 server = BuiltinServer.start(s, ctx.server_host or s.target.host,
-                                             s.load.duration + s.load.warmup, spawn=ctx.server_spawn)
+                                             s.load.duration + s.load.warmup, spawn=ctx.server_spawn,
+                                             tls_files=tls_files)
                 port = server.port
                 meta["server"] = {"builtin": True, "pid": server.pid, "port": port}
-            family, sockaddr = resolve_target(target_host, port)
+                if tls_files and not s.tls.ca_file and not s.tls.insecure:
+                    # The run's own certificate is the one to trust, and only for this run.
+                    s = replace(s, tls=replace(s.tls, ca_file=str(tls_files[0])))
             if ctx.source_addresses is not None:
                 s = _with_sources(s, ctx.source_addresses)
+            resolved = resolve_target(target_host, port, s.connection.source_addresses)
+            family, sockaddr = resolved.family, resolved.sockaddr
             meta["scenario"] = s.to_dict()
-            meta["target"] = {"host": sockaddr[0], "port": port}
+            meta["target"] = {"host": resolved.address, "port": port, "name": target_host,
+                              "addresses": list(resolved.addresses), "family": resolved.family_name,
+                              "scope": resolved.scope}
 
             pool = WorkerPool(s.load.workers, spawn=ctx.client_spawn, log_dir=out_dir)
             pool.start()
             if ctx.start_at is not None:
                 # Every shard starts on the same wall-clock second; the schedule
                 # below is relative to it, so intended start times agree too.
+                late = time.time() + START_SLACK_S - ctx.start_at
+                if late > 0:
+                    raise RunError(f"--start-at {utc_stamp(ctx.start_at)} had passed by {late:.1f} s when the "
+                                   f"workers were ready (start-up took longer): give a time further ahead")
                 t_start = time.monotonic() + (ctx.start_at - time.time())
             else:
                 t_start = time.monotonic() + START_SLACK_S
@@ -326,7 +358,9 @@ def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = Non
                 fault.prepare()
                 fault_timer = FaultTimer(fault, t0 + s.fault.at, s.fault.lasts)
                 fault_timer.start()
-            for metric in ("total", "connect", "ttfb") + (("corrected",) if s.load.model == "open" else ()):
+            metrics = ("total", "connect", "ttfb") + (("corrected",) if s.load.model == "open" else ())
+            metrics += (("tls",) if s.target.protocol == "https" else ()) + (("error",) if s.target.is_http else ())
+            for metric in metrics:
                 hlogs[metric] = results.HlogWriter(out_dir / f"latency-{metric}.hlog", meta["t0_epoch"],
                                                    comment=f"tcpstress {metric} latency, microseconds")
             # A shard's workers are workers shard + count·k of count·W in all:
@@ -390,6 +424,16 @@ def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = Non
     return result
 
 
+def _builtin_tls(s: Scenario, out_dir: Path) -> tuple[Path, Path] | None:
+    """A certificate for an https built-in server, made for this run and kept in its folder."""
+    if s.target.protocol != "https":
+        return None
+    from tcpstress.load.tls import make_self_signed
+
+    names = tuple(dict.fromkeys((s.tls.server_name or s.target.host, "localhost", "127.0.0.1", "::1")))
+    return make_self_signed(out_dir / "tls", names)
+
+
 def _with_sources(s: Scenario, sources: tuple[str, ...]) -> Scenario:
     return replace(s, connection=replace(s.connection, source_addresses=sources))
 
@@ -432,7 +476,9 @@ def _collect(pool: WorkerPool, merger: IntervalMerger, hlogs: dict, live: LiveLi
         if running:
             upto = min(running)
         else:
-            upto = reported() if drain else merger.count - 1
+            # Every worker has ended: what they reported is all there is (fewer
+            # seconds than planned when load.max_requests ended the run early).
+            upto = reported()
         _close_intervals(merger, upto, hlogs, live, meta, out_dir)
     if drain:
         _close_intervals(merger, reported(), hlogs, None, meta, out_dir)
@@ -442,7 +488,7 @@ def _close_intervals(merger: IntervalMerger, upto: int, hlogs: dict, live: LiveL
                      out_dir: Path) -> None:
     closed = merger.finalize_upto(upto)
     for agg in closed:
-        length = agg["partial"] if agg["partial"] is not None else 1.0
+        length = agg["length"]
         for metric, writer in hlogs.items():
             writer.write(float(agg["i"]), length, agg["h"][metric])
         if live:
@@ -459,8 +505,11 @@ def _result_data(meta: dict, merger: IntervalMerger, s: Scenario, pool: WorkerPo
         **results.interval_totals(intervals, merger.hists),
         "intended_rate": s.load.rate if s.load.model == "open" else None,
         "started": sum(iv.get("started", 0) for iv in intervals),
+        "in_flight_at_end": sum(w.in_flight for w in pool.workers) if pool else 0,
         "workers": [w.describe() for w in pool.workers] if pool else [],
     }
+    if merger.by_name:
+        summary["requests_by_name"] = merger.named_summary()
     duration = sum(iv["duration"] for iv in intervals)
     if s.load.model == "open" and duration:
         due = s.load.rate * duration if not s.load.ramp else None
@@ -485,8 +534,13 @@ def pick_variants(scenario: Scenario, names: list[str] | None) -> list:
 
 
 def run_comparison(scenario: Scenario, out_dir: Path, variant_names: list[str] | None = None,
-                   live: TextIO | None = None, progress: Callable[[str], None] | None = None) -> dict:
+                   live: TextIO | None = None, progress: Callable[[str], None] | None = None,
+                   repeat: int = 1) -> dict:
     """Run each variant with otherwise the same workload; one run folder per variant.
+
+    With repeat > 1 the variants run `repeat` times, interleaved (a-1 b-1 a-2 b-2:
+    a drift of the machine hits every variant alike), and comparison.json's
+    "groups" names the variant each folder repeats (tcpstress/repeat.py).
 
     With `lab = true` every variant gets fresh client and server namespaces and
     its own sysctl profile; without, variants may only change the workload and
@@ -510,17 +564,23 @@ def run_comparison(scenario: Scenario, out_dir: Path, variant_names: list[str] |
     run_id = secrets.token_hex(3)
     comparison = {"format": results.COMPARISON_FORMAT, "scenario": scenario.name, "lab": scenario.lab,
                   "variants": [v.name for v in variants], "runs": {}, "run_id": run_id}
-    for index, v in enumerate(variants):
+    plan = [(v, k) for k in range(repeat) for v in variants]
+    if repeat > 1:
+        comparison.update(variants=[f"{v.name}-{k + 1}" for v, k in plan], groups={}, repeat=True)
+    for index, (v, k) in enumerate(plan):
         sc = scenario.with_variant(v)
-        run_dir = out_dir / v.name
+        folder = v.name if repeat == 1 else f"{v.name}-{k + 1}"
+        run_dir = out_dir / folder
         if progress:
-            progress(f"variant {index + 1}/{len(variants)}: {v.name}" + (f" ({v.description})" if v.description else ""))
-        comparison["runs"][v.name] = v.name
+            progress(f"variant {index + 1}/{len(plan)}: {folder}" + (f" ({v.description})" if v.description else ""))
+        comparison["runs"][folder] = folder
+        if repeat > 1:
+            comparison["groups"][folder] = v.name
         results.write_atomic(out_dir / results.COMPARISON_FILE, json.dumps(comparison, indent=2) + "\n")
         if scenario.lab:
             _run_in_lab(sc, v, profiles[v.name], run_dir, run_id, index, live)
         else:
-            run_scenario(sc, run_dir, RunContext(variant=v.name), live=live)
+            run_scenario(sc, run_dir, RunContext(variant=folder), live=live)
     return comparison
 
 

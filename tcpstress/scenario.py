@@ -20,7 +20,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-PROTOCOLS = ("http", "echo")
+PROTOCOLS = ("http", "https", "echo")
+HTTP_PROTOCOLS = ("http", "https")
+# The methods users name; any other RFC 9110 token in capitals is accepted too (PURGE, REPORT ...).
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+REQUEST_ORDERS = ("weighted", "sequence")
+TLS_VERSIONS = ("auto", "1.2", "1.3")
+DEFAULT_EXPECT_STATUS = ("2xx", "3xx")
 MODELS = ("closed", "open")
 CLOSE_MODES = ("client", "server", "reset")
 SERVER_CLOSE_POLICIES = ("client", "server", "never", "reset")
@@ -41,6 +47,9 @@ class ScenarioError(ValueError):
 
 _DURATION_UNITS = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zµ]*)\s*$")
+_PART = r"(\d+(?:\.\d+)?)(ms|us|µs|min|h|m|s)"
+_PART_RE = re.compile(_PART)
+_COMPOUND_RE = re.compile(rf"^\s*(?:{_PART}){{2,}}\s*$")
 
 
 def parse_duration(value: Any) -> float:
@@ -51,9 +60,15 @@ def parse_duration(value: Any) -> float:
         seconds = float(value)
     elif isinstance(value, str):
         m = _DURATION_RE.match(value.lower())
-        if not m or (m.group(2) and m.group(2) not in _DURATION_UNITS):
-            raise ValueError(f"{value!r} is not a duration: use a number with us, ms, s, m or h (e.g. 10s, 500ms, 2m)")
-        seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2) or "s"]
+        compound = _COMPOUND_RE.match(value.lower()) if not m else None
+        if compound:
+            # 1m30s, 1h2m3s, 1s500ms: the parts add up, as in Go and k6.
+            seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in _PART_RE.findall(value.lower()))
+        elif not m or (m.group(2) and m.group(2) not in _DURATION_UNITS):
+            raise ValueError(f"{value!r} is not a duration: use a number with us, ms, s, m or h "
+                             f"(e.g. 10s, 500ms, 2m, 1m30s)")
+        else:
+            seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2) or "s"]
     else:
         raise ValueError(f"expected a duration like 10s, 500ms, 2m, got {type(value).__name__}")
     if not math.isfinite(seconds) or seconds < 0:
@@ -96,7 +111,8 @@ def parse_address_list(value: Any) -> tuple[str, ...]:
 
 
 def is_allowed_destination(address: str) -> bool:
-    """Traffic may only go to loopback or to the lab's own 198.18.0.0/15."""
+    """Loopback or the lab's own 198.18.0.0/15: where the lab-only tools (the SYN
+    flooder, faults) may send. The load generator itself targets any address."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -106,18 +122,61 @@ def is_allowed_destination(address: str) -> bool:
     return ip.is_loopback or (ip.version == 4 and ip in LAB_NETWORK)
 
 
-def resolve_target(host: str, port: int) -> tuple[int, tuple]:
-    """Resolve to (family, sockaddr), refusing anything but loopback and lab addresses."""
+@dataclass(frozen=True)
+class ResolvedTarget:
+    """Where the load goes, resolved once at start: the first address getaddrinfo
+    gives (the system's RFC 6724 order), and every address the name had."""
+
+    host: str
+    port: int
+    family: int
+    sockaddr: tuple
+    addresses: tuple[str, ...]
+
+    @property
+    def address(self) -> str:
+        return str(self.sockaddr[0])
+
+    @property
+    def family_name(self) -> str:
+        return "IPv6" if self.family == socket.AF_INET6 else "IPv4"
+
+    @property
+    def scope(self) -> str:
+        return address_scope(self.address)
+
+
+def address_scope(address: str) -> str:
+    """loopback, lab (198.18.0.0/15) or external: what the kernel sampler can see of the server."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return "external"
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    if ip.is_loopback:
+        return "loopback"
+    if ip.version == 4 and ip in LAB_NETWORK:
+        return "lab"
+    return "external"
+
+
+def resolve_target(host: str, port: int, sources: tuple[str, ...] = ()) -> ResolvedTarget:
+    """Resolve the target once, as wrk and hey do; with source addresses, an address
+    of their family (an IPv4 source cannot reach an IPv6 target: errno -9 per connect)."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as e:
         raise ScenarioError(f"target.host {host!r}: cannot resolve: {e.strerror}") from None
-    for family, _, _, _, sockaddr in infos:
-        if is_allowed_destination(sockaddr[0]):
-            return family, sockaddr
-    raise ScenarioError(
-        f"target.host {host!r} resolves to {infos[0][4][0]}: tcpstress sends load only to loopback "
-        f"(127.0.0.0/8, ::1) or to its own lab namespaces ({LAB_NETWORK})")
+    addresses = tuple(dict.fromkeys(str(info[4][0]) for info in infos))
+    if sources:
+        want = socket.AF_INET6 if ":" in sources[0] else socket.AF_INET
+        infos = [i for i in infos if i[0] == want] or infos
+        if infos[0][0] != want:
+            raise ScenarioError(f"target.host {host!r} resolves to {', '.join(addresses)}: no address of the "
+                                f"family of connection.source_addresses ({sources[0]})")
+    family, _, _, _, sockaddr = infos[0]
+    return ResolvedTarget(host=host, port=port, family=int(family), sockaddr=tuple(sockaddr), addresses=addresses)
 
 
 # --- the model --------------------------------------------------------------------
@@ -127,10 +186,46 @@ def resolve_target(host: str, port: int) -> tuple[int, tuple]:
 class Target:
     host: str = "127.0.0.1"
     port: int = 0  # 0: the built-in server picks a free port
-    protocol: str = "http"
+    protocol: str = "http"  # http | https | echo
     path: str = "/"
     host_header: str = ""
     method: str = "GET"
+    headers: tuple[str, ...] = ()  # "Name: value", sent with every request
+    body: str = ""
+    body_file: str = ""  # absolute once built; read by each worker once
+    content_type: str = ""
+    # Statuses that count as success: codes ("204") or classes ("2xx").
+    expect_status: tuple[str, ...] = DEFAULT_EXPECT_STATUS
+    request_order: str = "weighted"  # [[request]] list: picked by weight, or in sequence per connection
+
+    @property
+    def is_http(self) -> bool:
+        return self.protocol in HTTP_PROTOCOLS
+
+
+@dataclass(frozen=True)
+class Tls:
+    """https targets: how the client verifies and what it offers."""
+
+    insecure: bool = False  # do not verify the certificate (curl -k)
+    ca_file: str = ""  # PEM bundle to verify with (default: the system's)
+    version: str = "auto"  # auto | 1.2 | 1.3
+    resume: bool = True  # offer the previous session's ticket on a new connection
+    server_name: str = ""  # SNI and the name checked in the certificate (default: target.host)
+
+
+@dataclass(frozen=True)
+class RequestSpec:
+    """One entry of [[request]]: a request the load sends, counted under its name."""
+
+    name: str
+    method: str = "GET"
+    path: str = "/"
+    headers: tuple[str, ...] = ()
+    body: str = ""
+    body_file: str = ""
+    content_type: str = ""
+    weight: int = 1
 
 
 @dataclass(frozen=True)
@@ -221,8 +316,11 @@ class Scenario:
     connection: Connection = Connection()
     sampling: Sampling = Sampling()
     fault: Fault = Fault()
+    tls: Tls = Tls()
     lab: bool = False
+    requests: tuple[RequestSpec, ...] = ()  # [[request]]: empty means the one request [target] describes
     variants: tuple[Variant, ...] = ()
+    thresholds: tuple[str, ...] = ()  # [thresholds] checks, validated by tcpstress.thresholds.parse
     raw: dict = field(default_factory=dict, compare=False, repr=False)
     source: str = "<flags>"
 
@@ -230,18 +328,37 @@ class Scenario:
         d = asdict(self)
         d.pop("raw")
         d["connection"]["source_addresses"] = list(self.connection.source_addresses)
+        d["target"]["headers"] = list(self.target.headers)
+        d["target"]["expect_status"] = list(self.target.expect_status)
+        d["requests"] = [dict(asdict(r), headers=list(r.headers)) for r in self.requests]
         d["variants"] = [asdict(v) for v in self.variants]
+        d["thresholds"] = list(self.thresholds)
         return d
+
+    def request_specs(self) -> tuple[RequestSpec, ...]:
+        """The requests the load sends: [[request]], or the one [target] describes."""
+        if self.requests:
+            return self.requests
+        t = self.target
+        return (RequestSpec(name=f"{t.method} {t.path}", method=t.method, path=t.path, headers=t.headers,
+                            body=t.body, body_file=t.body_file, content_type=t.content_type),)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Scenario":
         """Rebuild from to_dict() output (already validated: used between processes)."""
         conn = dict(d["connection"])
         conn["source_addresses"] = tuple(conn["source_addresses"])
-        return cls(name=d["name"], description=d["description"], target=Target(**d["target"]),
+        target = dict(d["target"])
+        # Run folders written before headers and status checks existed lack these keys.
+        target["headers"] = tuple(target.get("headers", ()))
+        target["expect_status"] = tuple(target.get("expect_status", DEFAULT_EXPECT_STATUS))
+        requests = tuple(RequestSpec(**dict(r, headers=tuple(r.get("headers", ())))) for r in d.get("requests", ()))
+        return cls(name=d["name"], description=d["description"], target=Target(**target),
                    server=Server(**d["server"]), load=Load(**d["load"]), connection=Connection(**conn),
-                   sampling=Sampling(**d["sampling"]), fault=Fault(**d.get("fault", {})), lab=d["lab"],
-                   variants=tuple(Variant(**v) for v in d["variants"]), source=d.get("source", "<dict>"))
+                   sampling=Sampling(**d["sampling"]), fault=Fault(**d.get("fault", {})),
+                   tls=Tls(**d.get("tls", {})), lab=d["lab"], requests=requests,
+                   variants=tuple(Variant(**v) for v in d["variants"]),
+                   thresholds=tuple(d.get("thresholds", ())), source=d.get("source", "<dict>"))
 
     def variant(self, name: str) -> Variant:
         for v in self.variants:
@@ -278,14 +395,26 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[Any], bool] | None, str]]] = {
         "lab": ("bool", None, "true or false"),
     },
     "target": {
-        "host": ("str", lambda v: bool(v), "a loopback or lab address or name"),
+        "host": ("str", lambda v: bool(v) and v.isprintable() and " " not in v, "an IP address or host name"),
         "port": ("int", _int_range(0, 65535), "0-65535 (0: the built-in server picks one)"),
-        "protocol": ("str", lambda v: v in PROTOCOLS, " or ".join(PROTOCOLS)),
-        "path": ("str", lambda v: v.startswith("/") and all("!" <= c <= "~" for c in v),
-                 "a path starting with /, printable ASCII without spaces (percent-encode the rest: /%C3%A9)"),
-        "host_header": ("str", lambda v: all("!" <= c <= "~" for c in v),
-                        "printable ASCII without spaces (empty: the target's host:port)"),
-        "method": ("str", lambda v: v in ("GET", "HEAD", "POST"), "GET, HEAD or POST"),
+        "protocol": ("str", lambda v: v in PROTOCOLS, ", ".join(PROTOCOLS)),
+        "path": ("str", lambda v: is_request_path(v), "a path starting with /, printable ASCII, no spaces"),
+        "host_header": ("str", lambda v: v == "" or is_header_value(v) and " " not in v and "\t" not in v,
+                        "a host name, printable ASCII without spaces or tabs"),
+        "method": ("str", lambda v: is_method(v), f"{', '.join(HTTP_METHODS)} or another method in capitals"),
+        "headers": ("headers", None, 'a list of "Name: value" strings, or a table of name = "value"'),
+        "body": ("str", None, "text"),
+        "body_file": ("file", None, "a readable file"),
+        "content_type": ("str", lambda v: v == "" or is_header_value(v), "a header value"),
+        "expect_status": ("statuses", lambda v: bool(v), 'status codes or classes, e.g. ["2xx", "3xx"] or [200, 204]'),
+        "request_order": ("str", lambda v: v in REQUEST_ORDERS, " or ".join(REQUEST_ORDERS)),
+    },
+    "tls": {
+        "insecure": ("bool", None, "true or false"),
+        "ca_file": ("file", None, "a readable PEM file"),
+        "version": ("str", lambda v: v in TLS_VERSIONS, ", ".join(TLS_VERSIONS)),
+        "resume": ("bool", None, "true or false"),
+        "server_name": ("str", lambda v: v == "" or is_header_value(v) and " " not in v, "a host name"),
     },
     "server": {
         "builtin": ("bool", None, "true or false"),
@@ -334,6 +463,76 @@ SECTIONS = [s for s in SCHEMA if s]
 # A variant's sysctls are client_sysctls / server_sysctls: plain "server" is the
 # [server] section (the built-in target), which a variant may also override.
 VARIANT_KEYS = {"description", "profile", "client_sysctls", "server_sysctls", *SECTIONS}
+
+
+_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def is_method(text: str) -> bool:
+    return text in HTTP_METHODS or bool(re.fullmatch(r"[A-Z][A-Z0-9_-]{0,31}", text))
+
+
+def is_request_path(text: str) -> bool:
+    """What can follow the method on a request line: printable ASCII, no spaces (RFC 9112 3.2)."""
+    return (text.startswith("/") and text.isascii() and text.isprintable() and " " not in text)
+
+
+def is_header_value(text: str) -> bool:
+    """Visible ASCII, spaces and tabs inside (RFC 9110 5.5); no CR or LF, which would end the header."""
+    return text.isascii() and all(c == "\t" or " " <= c <= "~" for c in text)
+
+
+def parse_header(text: Any) -> str:
+    """'Name: value' -> the same, checked: the name a token, the value one line."""
+    if not isinstance(text, str):
+        raise ValueError(f"{text!r} is not a header: use \"Name: value\"")
+    name, sep, value = text.partition(":")
+    if not sep or not _TOKEN_RE.fullmatch(name):
+        raise ValueError(f"{_shown(text)!r} is not a header: use \"Name: value\" (the name a token, no spaces)")
+    value = value.strip(" \t")
+    if not is_header_value(value):
+        raise ValueError(f"header {name}: the value must be one line of printable ASCII")
+    if name.lower() in ("content-length", "transfer-encoding", "connection"):
+        raise ValueError(f"header {name}: tcpstress sets it itself (body, keepalive and close settings)")
+    return f"{name}: {value}"
+
+
+def parse_headers(value: Any) -> tuple[str, ...]:
+    if isinstance(value, dict):
+        return tuple(parse_header(f"{k}: {v}" if isinstance(v, str) else v) for k, v in value.items())
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        raise ValueError('expected a list of "Name: value" strings')
+    return tuple(parse_header(v) for v in value)
+
+
+def parse_statuses(value: Any) -> tuple[str, ...]:
+    """[200, "2xx"], "200,204" or "2xx" -> ("200", "2xx"): codes 100-599 and classes 1xx-5xx."""
+    items = [p.strip() for p in value.split(",")] if isinstance(value, str) else value
+    if isinstance(items, (int,)) and not isinstance(items, bool):
+        items = [items]
+    if not isinstance(items, (list, tuple)):
+        raise ValueError('expected status codes or classes, e.g. ["2xx", 204]')
+    out = []
+    for item in items:
+        text = str(item).lower() if isinstance(item, (int, str)) and not isinstance(item, bool) else ""
+        if not (re.fullmatch(r"[1-5]xx", text) or (text.isdigit() and 100 <= int(text) <= 599 and len(text) == 3)):
+            raise ValueError(f"{item!r} is not a status code (100-599) or class (1xx-5xx)")
+        out.append(text)
+    return tuple(dict.fromkeys(out))
+
+
+def status_accepted(expect: tuple[str, ...]) -> bytes:
+    """A 600-byte table: entry c is 1 when status c counts as a success (one index on the hot path)."""
+    table = bytearray(600)
+    for item in expect:
+        if item.endswith("xx"):
+            base = int(item[0]) * 100
+            table[base:base + 100] = b"\x01" * 100
+        else:
+            table[int(item)] = 1
+    return bytes(table)
 
 
 def _is_lab_cidr(text: str) -> bool:
@@ -396,6 +595,14 @@ def _coerce(kind: str, value: Any, from_text: bool) -> Any:
         return parse_duration(value)
     if kind == "addresses":
         return parse_address_list(value)
+    if kind == "headers":
+        return parse_headers(value)
+    if kind == "statuses":
+        return parse_statuses(value)
+    if kind == "file":
+        if not isinstance(value, str):
+            raise ValueError(f"expected a file path, got {type(value).__name__}")
+        return value
     raise AssertionError(kind)
 
 
@@ -462,7 +669,7 @@ def build(raw: dict[str, Any], where: str = "<flags>") -> Scenario:
     for key, value in raw.items():
         if key == "_text_keys":
             continue
-        if key == "variants":
+        if key in ("variants", "request", "thresholds"):
             continue
         if key in SECTIONS:
             if not isinstance(value, dict):
@@ -475,12 +682,19 @@ def build(raw: dict[str, Any], where: str = "<flags>") -> Scenario:
         elif key in SCHEMA[""]:
             values[""][key] = _check_field("", key, value, where, key in text_keys)
         else:
-            choices = SECTIONS + list(SCHEMA[""]) + ["variants"]
+            choices = SECTIONS + list(SCHEMA[""]) + ["request", "variants", "thresholds"]
             raise ScenarioError(f"{where}: unknown key {key!r}{_did_you_mean(key, choices)}; "
                                 f"allowed: {', '.join(choices)}")
 
     if not values["load"].get("workers"):
         values["load"]["workers"] = max(1, min(os.cpu_count() or 1, values["load"].get("connections", Load.connections)))
+    for key in ("body_file",):
+        if key in values["target"]:
+            values["target"][key] = _readable_file(values["target"][key], where, "target.body_file",
+                                                   f"target.{key}" in text_keys)
+    if "ca_file" in values["tls"]:
+        values["tls"]["ca_file"] = _readable_file(values["tls"]["ca_file"], where, "tls.ca_file",
+                                                  "tls.ca_file" in text_keys)
     server_given = "server" in raw
     server_vals = dict(values["server"])
     if server_given and "builtin" not in server_vals:
@@ -494,13 +708,76 @@ def build(raw: dict[str, Any], where: str = "<flags>") -> Scenario:
         connection=Connection(**values["connection"]),
         sampling=Sampling(**values["sampling"]),
         fault=Fault(**values["fault"]),
+        tls=Tls(**values["tls"]),
         lab=values[""].get("lab", False),
+        requests=_build_requests(raw.get("request", []), where, values["target"]),
         variants=_build_variants(raw.get("variants", {}), where),
+        thresholds=_build_thresholds(raw.get("thresholds", {}), where),
         raw=raw,
         source=where,
     )
     _check_consistency(scenario, where)
     return scenario
+
+
+def _readable_file(value: str, where: str, dotted: str, from_flag: bool) -> str:
+    """An absolute path to a readable file: relative to the scenario file's folder
+    when the path came from the file, to the current folder when it came from a flag."""
+    if not value:
+        return ""
+    base = Path(where).parent if (where.endswith(".toml") and not from_flag) else Path.cwd()
+    path = (base / value).resolve()
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise ScenarioError(f"{where}: {dotted} {value!r}: cannot read: {e.strerror}; allowed: a readable file") from None
+    if path.is_dir():
+        raise ScenarioError(f"{where}: {dotted} {value!r} is a folder; allowed: a readable file")
+    return str(path)
+
+
+# [[request]] keys -> the [target] key whose kind and check they share.
+REQUEST_KEYS = {"name": None, "method": "method", "path": "path", "headers": "headers", "body": "body",
+                "body_file": "body_file", "content_type": "content_type", "weight": None}
+
+
+def _build_requests(raw: Any, where: str, target: dict[str, Any]) -> tuple[RequestSpec, ...]:
+    """[[request]] entries; each inherits what it does not set from [target] (headers add up)."""
+    if not isinstance(raw, list) or not all(isinstance(r, dict) for r in raw):
+        raise ScenarioError(f"{where}: request must be a list of [[request]] tables")
+    if len(raw) > 1000:
+        raise ScenarioError(f"{where}: {len(raw)} [[request]] entries; allowed: at most 1000")
+    out: list[RequestSpec] = []
+    for n, entry in enumerate(raw, 1):
+        at = f"{where} [[request]] #{n}"
+        fields: dict[str, Any] = {}
+        for key, value in entry.items():
+            if key not in REQUEST_KEYS:
+                raise ScenarioError(f"{at}: unknown key {_shown(key)!r}{_did_you_mean(key, list(REQUEST_KEYS))}; "
+                                    f"allowed: {', '.join(REQUEST_KEYS)}")
+            if key == "name":
+                if not isinstance(value, str) or not value.isprintable() or not 1 <= len(value) <= 64:
+                    raise ScenarioError(f"{at}: name = {value!r} is not allowed; allowed: 1-64 printable characters")
+                fields[key] = value
+            elif key == "weight":
+                if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
+                    raise ScenarioError(f"{at}: weight = {value!r} is not allowed; allowed: a whole number 1 to 1000")
+                fields[key] = value
+            else:
+                fields[key] = _check_field("target", REQUEST_KEYS[key], value, at, False)
+        if "body_file" in fields:
+            fields["body_file"] = _readable_file(fields["body_file"], where, f"[[request]] #{n} body_file", False)
+        merged = {k: target[k] for k in ("method", "path", "body", "body_file", "content_type") if k in target}
+        merged.update({k: v for k, v in fields.items() if k != "headers"})
+        headers = tuple(target.get("headers", ())) + tuple(fields.get("headers", ()))
+        spec = RequestSpec(name="", headers=headers, **{k: v for k, v in merged.items() if k != "name"})
+        out.append(replace(spec, name=fields.get("name") or f"{spec.method} {spec.path}"))
+    names = [r.name for r in out]
+    dupes = sorted({x for x in names if names.count(x) > 1})
+    if dupes:
+        raise ScenarioError(f"{where}: [[request]] names repeat: {', '.join(dupes)}; give each a distinct name")
+    return tuple(out)
 
 
 def _build_variants(raw: Any, where: str) -> tuple[Variant, ...]:
@@ -536,6 +813,28 @@ def _build_variants(raw: Any, where: str) -> tuple[Variant, ...]:
     return tuple(out)
 
 
+def _build_thresholds(raw: Any, where: str) -> tuple[str, ...]:
+    """[thresholds] checks = ["corrected.p99 < 20ms", ...]: each parsed now, so a bad one stops the run before it starts."""
+    from tcpstress.thresholds import ThresholdError, parse
+
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{where}: [thresholds] must be a table: checks = [\"corrected.p99 < 20ms\", ...]")
+    for key in raw:
+        if key != "checks":
+            raise ScenarioError(f"{where}: unknown key thresholds.{_shown(key)}{_did_you_mean(key, ['checks'])}; "
+                                f"allowed in [thresholds]: checks")
+    checks = raw.get("checks", [])
+    if not isinstance(checks, list):
+        raise ScenarioError(f"{where}: thresholds.checks must be a list of strings like \"corrected.p99 < 20ms\"")
+    out = []
+    for i, expr in enumerate(checks):
+        try:
+            out.append(parse(expr, source=f"{where}: thresholds.checks[{i}]").expr)
+        except ThresholdError as e:
+            raise ScenarioError(str(e)) from None
+    return tuple(out)
+
+
 def _check_consistency(s: Scenario, where: str) -> None:
     if s.load.model == "open" and s.load.rate <= 0:
         raise ScenarioError(f"{where}: load.rate must be > 0 with model = \"open\" (operations per second)")
@@ -562,18 +861,16 @@ def _check_consistency(s: Scenario, where: str) -> None:
                             f"needs keepalive = true")
     if s.connection.close == "server" and s.target.protocol == "echo" and not s.server.builtin:
         raise ScenarioError(f"{where}: connection.close = \"server\" with protocol echo needs the built-in server")
-    if not s.lab:
-        host = s.target.host
-        try:
-            literal = ipaddress.ip_address(host)
-        except ValueError:
-            literal = None  # a name: checked when it is resolved
-        if literal is not None and not is_allowed_destination(host):
-            raise ScenarioError(f"{where}: target.host {host!r} is not loopback (127.0.0.0/8, ::1) or a lab "
-                                f"address ({LAB_NETWORK}): tcpstress sends load only there")
-        for a in s.connection.source_addresses:
-            if not is_allowed_destination(a):
-                raise ScenarioError(f"{where}: connection.source_addresses: {a} is not a loopback or lab address")
+    if s.target.body and s.target.body_file:
+        raise ScenarioError(f"{where}: target.body and target.body_file exclude each other")
+    for r in s.requests:
+        if r.body and r.body_file:
+            raise ScenarioError(f"{where}: [[request]] {r.name}: body and body_file exclude each other")
+    if not s.target.is_http and (s.requests or s.target.headers or s.target.body or s.target.body_file):
+        raise ScenarioError(f"{where}: headers, bodies and [[request]] need target.protocol = \"http\" or \"https\"")
+    families = {":" in a for a in s.connection.source_addresses}
+    if len(families) > 1:
+        raise ScenarioError(f"{where}: connection.source_addresses mixes IPv4 and IPv6; use one family")
 
 
 def _name_from_stem(where: str) -> str:
@@ -608,3 +905,45 @@ def split_target(text: str) -> tuple[str, int]:
     if not 1 <= port <= 65535:
         raise ScenarioError(f"--target {text!r}: port must be 1-65535")
     return host, port
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def target_overrides(text: str) -> dict[str, str]:
+    """A target as users write it -> scenario keys.
+
+    'http://host:8080/path?q', 'https://[::1]/', 'host:8080', '[::1]:8080'. A URL
+    also sets the protocol and, when it has one, the path (with its query).
+    """
+    text = text.strip()
+    if "://" not in text:
+        host, port = split_target(text)
+        return {"target.host": host, "target.port": str(port)}
+    from urllib.parse import urlsplit
+
+    try:
+        url = urlsplit(text)
+        port = url.port
+    except ValueError as e:
+        raise ScenarioError(f"--target {text!r}: not a URL: {e}") from None
+    scheme = url.scheme.lower()
+    if scheme not in DEFAULT_PORTS:
+        raise ScenarioError(f"--target {text!r}: scheme {scheme!r}; allowed: http://, https://")
+    if not url.hostname:
+        raise ScenarioError(f"--target {text!r}: no host; e.g. https://staging.example:8443/health")
+    if url.username or url.password:
+        raise ScenarioError(f"--target {text!r}: credentials in the URL are not sent; "
+                            f"use -H 'Authorization: ...'")
+    out = {"target.protocol": scheme, "target.host": url.hostname,
+           "target.port": str(port or DEFAULT_PORTS[scheme])}
+    path = (url.path or "") + (f"?{url.query}" if url.query else "")
+    if path:
+        out["target.path"] = path
+    return out
+
+
+def format_url(protocol: str, host: str, port: int | str, path: str = "") -> str:
+    """A target as a URL, IPv6 literals in brackets: http://[::1]:8080/."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"{protocol}://{shown}:{port}{path if protocol in HTTP_PROTOCOLS else ''}"

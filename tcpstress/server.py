@@ -45,6 +45,7 @@ import os
 import resource
 import signal
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -56,8 +57,9 @@ import trio
 from trio.lowlevel import checkpoint, wait_readable, wait_writable
 
 from tcpstress.load.protocols import HttpRequestParser, ProtocolError
-from tcpstress.scenario import PROTOCOLS
 from tcpstress.scenario import SERVER_CLOSE_POLICIES as CLOSE_POLICIES
+
+PROTOCOLS = ("http", "echo")  # https is http with tls_cert/tls_key
 
 __all__ = ["CLOSE_POLICIES", "PROTOCOLS", "ServerConfig", "ServerStats", "serve"]
 
@@ -95,6 +97,8 @@ class ServerConfig:
     stall_at: float | None = None  # after this much uptime, stop answering...
     stall_for: float = 0.0  # ...for this long
     max_seconds: float | None = None  # stop by itself after this long
+    tls_cert: str | None = None  # PEM files: serve HTTPS (HTTP over TLS)
+    tls_key: str | None = None
 
     def __post_init__(self) -> None:
         _require(
@@ -118,6 +122,10 @@ class ServerConfig:
         _require_seconds(self.stall_for, "stall_for", allow_zero=True)
         if self.max_seconds is not None:
             _require_seconds(self.max_seconds, "max_seconds", allow_zero=False)
+        _require((self.tls_cert is None) == (self.tls_key is None), "tls_cert", self.tls_cert,
+                 "given together with tls_key")
+        _require(self.tls_cert is None or self.protocol == "http", "protocol", self.protocol,
+                 "http when TLS is on")
 
 
 def _require(ok: bool, field: str, value: object, allowed: str) -> None:
@@ -144,6 +152,9 @@ class ServerStats:
     requests: int = 0  # HTTP requests answered 200, or echo messages written back, in full
     bad_requests: int = 0  # HTTP requests answered 400
     accept_errors: int = 0  # accept() failures (EMFILE, ENOBUFS, ...)
+    tls_handshakes: int = 0  # completed TLS handshakes
+    tls_resumed: int = 0  # of which resumed a session
+    tls_failures: int = 0  # handshakes that failed
     host: str = ""
     port: int = 0
     workers: int = 1
@@ -153,6 +164,9 @@ class ServerStats:
         self.requests += other.requests
         self.bad_requests += other.bad_requests
         self.accept_errors += other.accept_errors
+        self.tls_handshakes += other.tls_handshakes
+        self.tls_resumed += other.tls_resumed
+        self.tls_failures += other.tls_failures
 
 
 # --------------------------------------------------------------------------
@@ -217,7 +231,9 @@ def _print_listening(config: ServerConfig, port: int) -> None:
 
 
 def _print_served(stats: ServerStats) -> None:
-    print(f"served connections={stats.connections} requests={stats.requests}", flush=True)
+    tls = (f" tls_handshakes={stats.tls_handshakes} tls_resumed={stats.tls_resumed}"
+           f" tls_failures={stats.tls_failures}" if stats.tls_handshakes or stats.tls_failures else "")
+    print(f"served connections={stats.connections} requests={stats.requests}{tls}", flush=True)
     if stats.accept_errors:
         print(
             f"server: accept() failed {stats.accept_errors} times (out of descriptors?)",
@@ -260,6 +276,11 @@ class _Context:
         self.config = config
         self.stats = stats
         self.held: list[socket.socket] = []  # "never": kept open until the server stops
+        self.tls = None
+        if config.tls_cert:
+            from tcpstress.load.tls import server_context
+
+            self.tls = server_context(config.tls_cert, config.tls_key)
         body = b"x" * config.response_size
         length = f"Content-Length: {config.response_size}\r\n".encode()
         self.ok = b"HTTP/1.1 200 OK\r\n" + length + b"\r\n" + body
@@ -274,8 +295,10 @@ class _Context:
         # the FIN. Sent apart, a client woken by the answer can close first
         # (the scheduler may run it before our close()), and TIME_WAIT would
         # land on the wrong side. (Not under "reset": an RST drops unsent data.)
-        self.ending_flags = socket.MSG_MORE if config.close == "server" else 0
-        self.refusal_flags = socket.MSG_MORE if config.close in ("server", "client") else 0
+        # An SSLSocket takes no send flags: over TLS the answer and the FIN go apart.
+        self.ending_flags = socket.MSG_MORE if config.close == "server" and not self.tls else 0
+        self.refusal_flags = socket.MSG_MORE if config.close in ("server", "client") and not self.tls else 0
+        self.close_flags = 0 if self.tls else socket.MSG_MORE
         self.slow = config.delay > 0 or config.stall_at is not None
         self.stall_start = self.stall_end = 0.0
         if config.stall_at is not None:
@@ -368,14 +391,16 @@ async def _receive(sock: socket.socket) -> bytes:
     while True:
         try:
             return sock.recv(RECV_SIZE)
-        except BlockingIOError:
+        except (BlockingIOError, ssl.SSLWantReadError):
             await wait_readable(sock)
+        except ssl.SSLWantWriteError:
+            await wait_writable(sock)
 
 
 async def _send_all(sock: socket.socket, data: bytes, flags: int = 0) -> None:
     try:
         sent = sock.send(data, flags)
-    except BlockingIOError:
+    except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
         sent = 0
     if sent == len(data):
         return
@@ -384,11 +409,45 @@ async def _send_all(sock: socket.socket, data: bytes, flags: int = 0) -> None:
         await wait_writable(sock)
         try:
             sent += sock.send(view[sent:], flags)
-        except BlockingIOError:
+        except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
             pass
 
 
+async def _wait_for_input(sock: socket.socket) -> None:
+    """Wait until the next request may be read; TLS may already hold decrypted bytes."""
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return
+    await wait_readable(sock)
+
+
+async def _tls_accept(sock: socket.socket, context: _Context) -> ssl.SSLSocket | None:
+    """Wrap an accepted socket and run the server side of the handshake (bounded)."""
+    tls_sock = context.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+    with trio.move_on_after(CLIENT_CLOSE_WAIT_SECONDS):
+        while True:
+            try:
+                tls_sock.do_handshake()
+                context.stats.tls_handshakes += 1
+                context.stats.tls_resumed += tls_sock.session_reused
+                if context.config.close == "never":
+                    context.held.append(tls_sock)
+                return tls_sock
+            except ssl.SSLWantReadError:
+                await wait_readable(tls_sock)
+            except ssl.SSLWantWriteError:
+                await wait_writable(tls_sock)
+            except OSError:
+                break
+    context.stats.tls_failures += 1
+    tls_sock.close()
+    return None
+
+
 async def _http_connection(sock: socket.socket, context: _Context) -> None:
+    if context.tls is not None:
+        sock = await _tls_accept(sock, context)
+        if sock is None:
+            return
     try:
         await _end_connection(sock, context, await _http_exchanges(sock, context))
     except OSError:
@@ -431,7 +490,7 @@ async def _http_exchanges(sock: socket.socket, context: _Context) -> int:
             # RFC 9112 9.6: a server that receives "close" MUST initiate the
             # close after the response; "client" only means it never closes
             # on its own initiative. MSG_MORE sends the FIN with the answer.
-            ending_flags = socket.MSG_MORE
+            ending_flags = context.close_flags
         else:
             ending_flags = context.ending_flags
         if context.slow:
@@ -465,7 +524,7 @@ async def _http_exchanges(sock: socket.socket, context: _Context) -> int:
         # first instead of paying for a recv() that fails with EAGAIN. This
         # is also the yield point that keeps a pipelining client from
         # starving the others.
-        await wait_readable(sock)
+        await _wait_for_input(sock)
 
 
 def _response_for(context: _Context, request, ends_connection: bool) -> bytes:

@@ -15,6 +15,12 @@ embedded DNS server (127.0.0.11, inside every container on a user-defined
 network) returns for a reverse lookup of the container's own address. The
 name is asked of that server directly: the resolver library would look in
 /etc/hosts first, where Docker maps the address to the container ID.
+
+podman has no server at 127.0.0.11 (its DNS server, aardvark-dns, is the
+network's gateway, and version 1.4 answers reverse lookups with names glibc
+rejects); podman writes the name into the container's /etc/hosts instead,
+beside the container ID, on the line of the container's own address. That is
+where the name is read when Docker's server is not there.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ MAX_SHARDS = 10_000
 # Docker's embedded DNS server: the same loopback address in every container.
 DOCKER_DNS = ("127.0.0.11", 53)
 DNS_TIMEOUT_S = 2.0
+HOSTS_FILE = Path("/etc/hosts")
 SHARDS_VARIABLE = "TCPSTRESS_SHARDS"
 
 
@@ -103,21 +110,53 @@ def compose_shard(count: int, own_name) -> ShardChoice:
     return ShardChoice(number - 1, count, name)
 
 
-def container_name(toward: str, server: tuple[str, int] = DOCKER_DNS) -> tuple[str | None, str]:
-    """This container's name from Docker's DNS, as (name, '') or (None, why not).
+def container_name(toward: str, server: tuple[str, int] = DOCKER_DNS,
+                   hosts_file: Path = HOSTS_FILE) -> tuple[str | None, str]:
+    """This container's name, as (name, '') or (None, why not): from Docker's DNS
+    server, else from the hosts file podman writes.
 
     Its address is the one it reaches `toward` (the target) from: in compose,
     its address on the project's network.
     """
+    try:
+        address = source_address(toward)
+    except OSError as e:
+        return None, f"no address of its own: {e.strerror or e}"
+    name, why = _name_from_dns(address, server)
+    if name is not None:
+        return name, ""
+    from_hosts = replica_name_in_hosts(address, hosts_file)
+    if from_hosts is not None:
+        return from_hosts, ""
+    return None, f"{why}, and {hosts_file} names no replica (-1, -2 ...) for {address}"
+
+
+def replica_name_in_hosts(address: str, hosts_file: Path = HOSTS_FILE) -> str | None:
+    """The name ending in a replica number that `hosts_file` gives `address` (podman:
+    '198.18.200.130 758b86689400 tcpstress-loader-1'), or None.
+
+    Docker's line for the address carries only the container ID, which ends in
+    hex digits, never in -N: a Docker container is never misnamed from here."""
+    try:
+        lines = hosts_file.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split("#", 1)[0].split()
+        if len(fields) >= 2 and fields[0] == address:
+            for name in fields[1:]:
+                if re.fullmatch(r".+[-_]\d+", name):
+                    return name
+    return None
+
+
+def _name_from_dns(address: str, server: tuple[str, int]) -> tuple[str | None, str]:
+    """The first label of the PTR name `server` gives `address`, or (None, why not)."""
     import dns.exception
     import dns.message
     import dns.rdatatype
     import dns.reversename
 
-    try:
-        address = source_address(toward)
-    except OSError as e:
-        return None, f"no address of its own: {e.strerror or e}"
     query = dns.message.make_query(dns.reversename.from_address(address), dns.rdatatype.PTR)
     try:
         # Connected, so a closed port answers ECONNREFUSED at once instead of a timeout.

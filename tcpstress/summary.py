@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tcpstress.results import RunResult
+from tcpstress.scenario import format_url
 
 KEY_STATES = ("TIME_WAIT", "SYN_RECV", "CLOSE_WAIT", "ESTABLISHED")
 
@@ -30,9 +31,13 @@ def format_summary(result: RunResult) -> str:
     lines = []
     title = d.get("name", "run") + (f" [{d['variant']}]" if d.get("variant") else "")
     lines.append(f"tcpstress {d.get('tool_version', '')}: {title}: {s.get('duration_s', 0):.1f} s measured")
-    lines.append(f"  target   {sc['target']['protocol']}://{t.get('host', sc['target']['host'])}:{t.get('port', '')}"
-                 f"{sc['target']['path'] if sc['target']['protocol'] == 'http' else ''}"
+    lines.append(f"  target   {format_url(sc['target']['protocol'], t.get('name') or sc['target']['host'], t.get('port', ''), sc['target']['path'])}"
                  f"{' (built-in server)' if sc['server']['builtin'] else ''}")
+    if t.get("scope"):
+        shown = t["host"] if t.get("name") in (None, t["host"]) else f"{t['name']} = {', '.join(t.get('addresses') or [t['host']])}, used {t['host']}"
+        where = {"loopback": "loopback", "lab": "lab namespace",
+                 "external": "external: the kernel figures below are this client's side only"}[t["scope"]]
+        lines.append(f"  address  {shown} ({t.get('family', '')}, {where})")
     shard = d.get("shard")
     lines.append(f"  load     {describe_load(sc)}"
                  + (f"; this is shard {shard['index']}/{shard['count']} of it"
@@ -42,12 +47,24 @@ def format_summary(result: RunResult) -> str:
     lines.append(f"  connections  {s['connections']:>12,}   {s['connections_per_s']:>12,.1f}/s")
     if s.get("error_total"):
         errs = ", ".join(f"{k} {v:,}" for k, v in s["errors"].items())
-        lines.append(f"  errors       {s['error_total']:>12,}   {errs}")
+        lines.append(f"  errors       {s['error_total']:>12,}   {errs}  ({100 * s.get('error_rate', 0):.2f}% of attempts)")
     else:
         lines.append("  errors                  0")
+    if s.get("status"):
+        codes = "  ".join(f"{code} {n:,}" for code, n in s["status"].items())
+        lines.append(f"  status       {s.get('responses', 0):>12,}   {codes}")
+    if s.get("in_flight_at_end"):
+        lines.append(f"  in flight at end {s['in_flight_at_end']:>8,}   (sent, no answer by the end: neither success nor error)")
+    if s.get("anomalies"):
+        lines.append("  also         " + ", ".join(f"{k} {v:,}" for k, v in s["anomalies"].items())
+                     + "  (not failed requests)")
+    if s.get("tls"):
+        tls = s["tls"]
+        lines.append(f"  tls          {tls['handshakes']:>12,} handshakes, {tls['resumed']:,} resumed")
     lat = s.get("latency_us", {})
     lines.append("  latency (ms)         p50        p90        p99      p99.9        max")
-    for metric, label in (("total", "total"), ("corrected", "corrected"), ("connect", "connect"), ("ttfb", "first byte")):
+    for metric, label in (("total", "total"), ("corrected", "corrected"), ("connect", "connect"), ("tls", "tls handshake"),
+                          ("ttfb", "first byte"), ("error", "failed (HTTP)")):
         p = lat.get(metric)
         if p and p.get("count"):
             lines.append(f"    {label:<12}" + "".join(f"{_ms(p[k]):>11}" for k in ("p50", "p90", "p99", "p99.9", "max")))
@@ -60,6 +77,12 @@ def format_summary(result: RunResult) -> str:
     for label, per_state in states.items():
         peaks = "  ".join(f"{st} {per_state.get(st, {}).get('peak', 0):,}" for st in KEY_STATES)
         lines.append(f"  kernel ({label}) peak  {peaks}")
+    if lat.get("error", {}).get("count"):
+        lines.append("    (latencies are of successful requests; \"failed\" is responses with an unexpected status)")
+    for name, part in (s.get("requests_by_name") or {}).items():
+        p = part["latency_us"]
+        lines.append(f"  request {name[:30]:<30} {part['requests']:>10,} ok {part['errors']:>8,} errors  "
+                     f"p50 {_ms(p['p50'])} p99 {_ms(p['p99'])} ms")
     server = s.get("server")
     if server:
         lines.append(f"  server counted {server['requests']:,} requests on {server['connections']:,} connections "
@@ -69,6 +92,13 @@ def format_summary(result: RunResult) -> str:
             lines.append(f"  !! {w['name']} {w['exit']} after {w['requests']:,} requests")
     if d.get("partial"):
         lines.append(f"  PARTIAL RESULT: {d.get('partial_reason')}")
+    if not s.get("requests") and not d.get("partial"):
+        lines.append("  NO REQUEST SUCCEEDED: the run failed")
+    from tcpstress.thresholds import format_table, recorded
+
+    table = format_table(recorded(d))
+    if table:
+        lines += ["", table]
     return "\n".join(lines)
 
 

@@ -73,10 +73,11 @@ def free_port(host="127.0.0.1") -> int:
 class Nginx:
     """Debian's nginx on a free loopback port, one worker, access log on."""
 
-    def __init__(self, tmp: Path, keepalive_requests: int = 100000):
+    def __init__(self, tmp: Path, keepalive_requests: int = 100000, tls: tuple[Path, Path] | None = None,
+                 log_format: str = "", locations: str = "", listen: str = "127.0.0.1"):
         self.prefix = tmp
         tmp.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        self.port = free_port(listen)
         self.access_log = tmp / "access.log"
         (tmp / "logs").mkdir(exist_ok=True)
         conf = tmp / "nginx.conf"
@@ -87,7 +88,8 @@ class Nginx:
             error_log {tmp}/error.log warn;
             events {{ worker_connections 4096; }}
             http {{
-                access_log {self.access_log};
+                {f"log_format witness '{log_format}';" if log_format else ""}
+                access_log {self.access_log}{" witness" if log_format else ""};
                 client_body_temp_path {tmp}/body;
                 proxy_temp_path {tmp}/proxy;
                 fastcgi_temp_path {tmp}/fastcgi;
@@ -95,7 +97,9 @@ class Nginx:
                 scgi_temp_path {tmp}/scgi;
                 keepalive_requests {keepalive_requests};
                 server {{
-                    listen 127.0.0.1:{self.port} backlog=4096;
+                    listen {f"[{listen}]" if ":" in listen else listen}:{self.port} backlog=4096{" ssl" if tls else ""};
+                    {f"ssl_certificate {tls[0]}; ssl_certificate_key {tls[1]};" if tls else ""}
+                    {locations}
                     location / {{ return 200 "hello from nginx\\n"; }}
                 }}
             }}
@@ -104,7 +108,7 @@ class Nginx:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                socket.create_connection((listen, self.port), timeout=0.5).close()
                 break
             except OSError:
                 time.sleep(0.05)
@@ -113,6 +117,14 @@ class Nginx:
             raise RuntimeError("nginx did not start")
         time.sleep(0.1)
         self.baseline = self.log_lines()
+
+    def log_entries(self) -> list[str]:
+        """Lines logged since start, minus the readiness probes (they sent no request: status 400 or 000)."""
+        try:
+            lines = self.access_log.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        return lines[self.baseline:]
 
     def log_lines(self) -> int:
         try:

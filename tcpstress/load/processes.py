@@ -40,6 +40,7 @@ class WorkerHandle:
     requests: int = 0
     connections: int = 0
     errors: Counter = field(default_factory=Counter)
+    in_flight: int = 0  # requests on the wire when it stopped
     detail: str = ""
     stderr_path: Path | None = None
 
@@ -124,6 +125,7 @@ class WorkerPool:
             handle.errors.update(msg["errors"])
         elif kind == "done":
             handle.state = "done"
+            handle.in_flight = int(msg.get("in_flight", 0))
         elif kind == "fatal":
             handle.state = "fatal"
             handle.detail = msg.get("error", "")
@@ -194,63 +196,99 @@ class IntervalMerger:
 
     An interval is final once every worker still running has reported it
     (workers report every second in order, empty ones included) or ended.
+    Interval i of a run of `duration` seconds lasts min(1, duration - i): the
+    last one of a 1.5 s run is half a second long, and its rate says so.
     """
 
-    def __init__(self, interval_count: int):
+    def __init__(self, interval_count: int, duration: float | None = None):
         self.count = interval_count
+        self.duration = float(duration) if duration is not None else float(interval_count)
         self.pending: dict[int, dict] = {}
         self.final: list[dict] = []  # result.json interval records, in order
         self.hists = {m: results.new_histogram() for m in results.METRICS}
+        self.by_name: dict[str, dict] = {}  # [[request]] name -> whole-run counts and histogram
         self.next_final = 0
+
+    def length(self, index: int) -> float:
+        return max(0.0, min(1.0, self.duration - index))
+
+    def _empty(self, i: int) -> dict:
+        return {"i": i, "requests": 0, "connections": 0, "errors": Counter(), "status": Counter(),
+                "anomalies": Counter(), "tls": Counter(), "started": 0, "late_starts": 0, "max_lag_us": 0,
+                "partial": None, "complete": False, "h": {m: results.new_histogram() for m in results.METRICS}}
 
     def add(self, msg: dict) -> None:
         i = msg["i"]
         agg = self.pending.get(i)
         if agg is None:
-            agg = self.pending[i] = {"i": i, "requests": 0, "connections": 0, "errors": Counter(),
-                                     "started": 0, "late_starts": 0, "max_lag_us": 0, "partial": None,
-                                     "h": {m: results.new_histogram() for m in results.METRICS}}
+            agg = self.pending[i] = self._empty(i)
         agg["requests"] += msg["requests"]
         agg["connections"] += msg["connections"]
         agg["errors"].update(msg["errors"])
+        agg["status"].update(msg.get("status", {}))
+        agg["anomalies"].update(msg.get("anomalies", {}))
+        agg["tls"].update(msg.get("tls", {}))
         agg["started"] += msg.get("started", 0)
         agg["late_starts"] += msg.get("late_starts", 0)
         agg["max_lag_us"] = max(agg["max_lag_us"], msg.get("max_lag_us", 0))
         if msg.get("partial") is not None:
             agg["partial"] = max(agg["partial"] or 0.0, msg["partial"])
+        else:
+            # One worker ran this second to its end: it was not cut short.
+            agg["complete"] = True
         for metric, payload in msg.get("h", {}).items():
             agg["h"][metric].decode_and_add(payload.encode("ascii"))
+        for name, counts in msg.get("by_name", {}).items():
+            named = self.by_name.get(name) or self.by_name.setdefault(
+                name, {"requests": 0, "errors": 0, "h": results.new_histogram()})
+            named["requests"] += counts["requests"]
+            named["errors"] += counts["errors"]
+            if counts.get("h"):
+                named["h"].decode_and_add(counts["h"].encode("ascii"))
+
+    def interval_length(self, agg: dict) -> float:
+        """The real length of a closed interval: scheduled, or where every worker stopped."""
+        scheduled = self.length(agg["i"])
+        if agg["partial"] is not None and not agg["complete"]:
+            return min(scheduled, agg["partial"])
+        return scheduled
 
     def finalize_upto(self, last_index: int) -> list[dict]:
         """Close intervals up to and including `last_index`; returns them."""
         out = []
         while self.next_final <= min(last_index, self.count - 1):
-            agg = self.pending.pop(self.next_final, None) or {
-                "i": self.next_final, "requests": 0, "connections": 0, "errors": Counter(), "started": 0,
-                "late_starts": 0,
-                "max_lag_us": 0, "partial": None, "h": {m: results.new_histogram() for m in results.METRICS}}
+            agg = self.pending.pop(self.next_final, None) or self._empty(self.next_final)
             for metric, h in agg["h"].items():
                 results.add_histogram(self.hists[metric], h)
+            agg["length"] = self.interval_length(agg)
             # Keep the result.json record, not the histograms: four of them a
             # second (~180 KB each at this range and precision) made a
             # 90-second run's runner hold 165 MB. The caller writes them to
             # the .hlog files right away.
-            self.final.append(interval_record(agg, 1.0))
+            self.final.append(interval_record(agg, agg["length"]))
             out.append(agg)
             self.next_final += 1
         return out
 
+    def named_summary(self) -> dict[str, dict]:
+        """[[request]] entries' whole-run counts and latency percentiles."""
+        return {name: {"requests": c["requests"], "errors": c["errors"],
+                       "latency_us": results.percentiles(c["h"])} for name, c in self.by_name.items()}
 
-def interval_record(agg: dict, duration: float) -> dict:
+
+def interval_record(agg: dict, length: float) -> dict:
     """The result.json form of one merged interval."""
-    length = agg["partial"] if agg["partial"] is not None else duration
     lat = results.interval_percentiles(agg["h"]["total"])
     rec = {"t": float(agg["i"]), "duration": round(length, 3), "requests": agg["requests"],
            "connections": agg["connections"], "errors": dict(agg["errors"]), "started": agg["started"],
            "late_starts": agg["late_starts"],
            "max_lag_us": agg["max_lag_us"], "latency_us": lat}
+    if agg["status"]:
+        rec["status"] = dict(sorted(agg["status"].items()))
+    if agg["anomalies"]:
+        rec["anomalies"] = dict(agg["anomalies"])
+    if agg["tls"]:
+        rec["tls"] = dict(agg["tls"])
     if agg["h"]["corrected"].get_total_count():
         rec["corrected_latency_us"] = results.interval_percentiles(agg["h"]["corrected"])
     return rec
-
-

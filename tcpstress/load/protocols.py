@@ -96,12 +96,23 @@ _METHODS_THAT_SEND_LENGTH = {"POST", "PUT", "PATCH"}
 
 
 def build_http_request(
-    method: str, path: str, host_header: str, close: bool, body_size: int = 0
+    method: str,
+    path: str,
+    host_header: str,
+    close: bool,
+    body_size: int = 0,
+    headers: tuple[str, ...] | list[str] = (),
+    body: bytes | None = None,
+    content_type: str = "",
 ) -> bytes:
-    """Bytes of one HTTP/1.1 request; the body, if any, is `body_size` bytes of b"x".
+    """Bytes of one HTTP/1.1 request; the body is `body`, or `body_size` bytes of b"x".
 
-    Build once and send the same bytes many times: this is not meant for the hot loop.
+    `headers` are "Name: value" lines sent as given (a Host among them replaces
+    the default one). Build once and send the same bytes many times: this is
+    not meant for the hot loop.
     """
+    if body is not None:
+        body_size = len(body)
     if not method or any(c not in _TOKEN_CHARS for c in method):
         raise ValueError(f"method {method!r}: must be an HTTP token such as GET or POST")
     if not path or not path.isascii() or any(c <= " " or c == "\x7f" for c in path):
@@ -112,13 +123,23 @@ def build_http_request(
         raise ValueError(f"host_header {host_header!r}: must be non-empty ASCII without spaces")
     if not isinstance(body_size, int) or body_size < 0:
         raise ValueError(f"body_size {body_size!r}: must be an integer >= 0")
-    lines = [f"{method} {path} HTTP/1.1", f"Host: {host_header}"]
+    for line in headers:
+        name, sep, value = line.partition(":")
+        if not sep or not name or any(c not in _TOKEN_CHARS for c in name) or not value.isascii() or any(
+            c in "\r\n\0" for c in value
+        ):
+            raise ValueError(f"header {line!r}: must be 'Name: value' on one line")
+    own_host = any(line.split(":", 1)[0].strip().lower() == "host" for line in headers)
+    lines = [f"{method} {path} HTTP/1.1"] + ([] if own_host else [f"Host: {host_header}"])
+    lines.extend(headers)
+    if content_type:
+        lines.append(f"Content-Type: {content_type}")
     if close:
         lines.append("Connection: close")
     if body_size or method in _METHODS_THAT_SEND_LENGTH:
         lines.append(f"Content-Length: {body_size}")
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
-    return head + b"x" * body_size
+    return head + (body if body is not None else b"x" * body_size)
 
 
 # --------------------------------------------------------------------------
@@ -477,8 +498,15 @@ class HttpResponseParser(_Http1Parser):
             raise ProtocolError("malformed header")
         version = 11 if match[1] == b"1" else 10
         status = int(match[2])
+        if status < 100:
+            # 000-099 are no status at all (RFC 9110 15); taking them as interim would hang.
+            raise ProtocolError("malformed status line", repr(head[:40]))
         low_head = head.lower()
         response = Response(status, version, _wants_close(version, low_head), len(head))
+        if version == 10 and b"\r\ntransfer-encoding:" in low_head:
+            # RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 message is faulty
+            # framing: process it, then close the connection.
+            response.close = True
         if status < 200:
             if status == 101:
                 raise ProtocolError("unexpected upgrade")

@@ -14,7 +14,22 @@ from dataclasses import dataclass, field
 
 from tcpstress import results
 
-METRICS = results.METRICS  # total, connect, ttfb, corrected
+METRICS = results.METRICS  # total, connect, ttfb, corrected, tls, error
+
+
+def _encoded(counts: Counter) -> str:
+    h = results.new_histogram()
+    results.record_counts(h, counts)
+    return results.encode(h)
+
+
+@dataclass
+class NamedCounts:
+    """One [[request]] entry's share of an interval."""
+
+    requests: int = 0
+    errors: int = 0
+    latency: Counter = field(default_factory=Counter)
 
 
 @dataclass
@@ -22,24 +37,34 @@ class IntervalCounts:
     requests: int = 0
     connections: int = 0
     errors: Counter = field(default_factory=Counter)
+    status: Counter = field(default_factory=Counter)  # every HTTP response, success or not
+    anomalies: Counter = field(default_factory=Counter)  # not failed requests: close timeout, unsolicited data ...
     started: int = 0  # open model: operations begun in this second
     late_starts: int = 0
     max_lag_us: int = 0
+    tls_handshakes: int = 0
+    tls_resumed: int = 0
     latency: dict = field(default_factory=lambda: {m: Counter() for m in METRICS})
+    by_name: dict = field(default_factory=dict)
 
     def to_message(self, index: int) -> dict:
-        hists = {}
-        for metric, counts in self.latency.items():
-            if counts:
-                h = results.new_histogram()
-                results.record_counts(h, counts)
-                hists[metric] = results.encode(h)
-        return {
+        msg = {
             "type": "interval", "i": index, "requests": self.requests, "connections": self.connections,
             "errors": dict(self.errors), "started": self.started, "late_starts": self.late_starts,
             "max_lag_us": self.max_lag_us,
-            "h": hists,
+            "h": {metric: _encoded(counts) for metric, counts in self.latency.items() if counts},
         }
+        if self.status:
+            msg["status"] = {str(code): n for code, n in self.status.items()}
+        if self.anomalies:
+            msg["anomalies"] = dict(self.anomalies)
+        if self.tls_handshakes:
+            msg["tls"] = {"handshakes": self.tls_handshakes, "resumed": self.tls_resumed}
+        if self.by_name:
+            msg["by_name"] = {name: {"requests": c.requests, "errors": c.errors,
+                                     **({"h": _encoded(c.latency)} if c.latency else {})}
+                              for name, c in self.by_name.items()}
+        return msg
 
 
 class Recorder:
@@ -76,7 +101,9 @@ class Recorder:
             self.connections_total += 1
             b.latency["connect"][int(connect_s * 1e6)] += 1
 
-    def request(self, now: float, total_s: float, ttfb_s: float, corrected_s: float | None = None) -> None:
+    def request(self, now: float, total_s: float, ttfb_s: float, corrected_s: float | None = None,
+                status: int = 0, name: str | None = None) -> None:
+        """A successful exchange (for HTTP: a response with an expected status)."""
         b = self._bucket(now)
         if b is not None:
             b.requests += 1
@@ -86,12 +113,44 @@ class Recorder:
             lat["ttfb"][int(ttfb_s * 1e6)] += 1
             if corrected_s is not None:
                 lat["corrected"][int(corrected_s * 1e6)] += 1
+            if status:
+                b.status[status] += 1
+            if name is not None:
+                named = b.by_name.get(name) or b.by_name.setdefault(name, NamedCounts())
+                named.requests += 1
+                named.latency[int(total_s * 1e6)] += 1
+
+    def failed_response(self, now: float, total_s: float, status: int, name: str | None = None) -> None:
+        """A complete response whose status is not expected: an error named `HTTP nnn`."""
+        b = self._bucket(now)
+        if b is not None:
+            key = f"HTTP {status}"
+            b.errors[key] += 1
+            self.errors_total[key] += 1
+            b.status[status] += 1
+            b.latency["error"][int(total_s * 1e6)] += 1
+            if name is not None:
+                named = b.by_name.get(name) or b.by_name.setdefault(name, NamedCounts())
+                named.errors += 1
 
     def error(self, now: float, name: str) -> None:
         b = self._bucket(now)
         if b is not None:
             b.errors[name] += 1
             self.errors_total[name] += 1
+
+    def anomaly(self, now: float, name: str) -> None:
+        """Something worth knowing that is not a failed request."""
+        b = self._bucket(now)
+        if b is not None:
+            b.anomalies[name] += 1
+
+    def tls_handshake(self, now: float, seconds: float, resumed: bool) -> None:
+        b = self._bucket(now)
+        if b is not None:
+            b.tls_handshakes += 1
+            b.tls_resumed += resumed
+            b.latency["tls"][int(seconds * 1e6)] += 1
 
     def started(self, now: float, lag_s: float, late_threshold_s: float) -> None:
         """An open-model operation began `lag_s` after its intended start."""

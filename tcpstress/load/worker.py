@@ -71,7 +71,7 @@ def main() -> int:
     except KeyboardInterrupt:
         pass
     emit({"type": "done", "requests": engine.rec.requests_total, "connections": engine.rec.connections_total,
-          "errors": dict(engine.rec.errors_total)})
+          "errors": dict(engine.rec.errors_total), "in_flight": engine.in_flight_at_end})
     return 0
 
 

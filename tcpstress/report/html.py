@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from tcpstress.report.diagnose import knob_text
 from tcpstress.report.finding import Finding
+from tcpstress.report.responses import LATENCY_NOTE, request_table, response_table
 from tcpstress.report.rundata import RunData
 from tcpstress.report.tables import comparison_rows, comparison_table, knob_table
 
@@ -189,6 +190,34 @@ def _variants(ctx: ReportContext, colours: dict[str, str]) -> str:
             "</table></div>")
 
 
+def _thresholds(runs: list[RunData]) -> str:
+    """The release gate's PASS/FAIL table, first on the page: what a CI reader opens the report for."""
+    from tcpstress.thresholds import report_rows
+
+    headers, rows = report_rows(runs)
+    if not rows:
+        return ""
+    failed = sum(1 for r in rows if r[-1] == "FAIL")
+    verdict = (f'<div class="verdict bad">{failed} of {len(rows)} thresholds failed</div>' if failed
+               else f'<div class="verdict ok">all {len(rows)} thresholds passed</div>')
+
+    def mark(r: int, i: int, cell: str) -> str:
+        return "bad" if i == len(headers) - 1 and cell == "FAIL" else ""
+
+    return "<h2>Thresholds</h2>" + verdict + _table(headers, rows, left=len(headers) - 2, cell_class=mark)
+
+
+def _responses(runs: list[RunData]) -> str:
+    out = ""
+    headers, rows = response_table(runs)
+    if rows:
+        out += "<h2>Responses</h2>" + _table(headers, rows, left=3)
+    headers, rows = request_table(runs)
+    if rows:
+        out += "<h2>Requests by name</h2>" + _table(headers, rows, left=2)
+    return out
+
+
 def render_html(ctx: ReportContext, findings: list[Finding], figures: list[tuple[str, str, bytes]],
                 colours: dict[str, str]) -> str:
     several = len(ctx.runs) > 1
@@ -202,6 +231,7 @@ def render_html(ctx: ReportContext, findings: list[Finding], figures: list[tuple
     if ctx.description:
         parts.append(f'<p class="sub">{escape(ctx.description)}</p>')
     parts.append(_facts(ctx))
+    parts.append(_thresholds(ctx.runs))
     parts.append(_variants(ctx, colours))
     parts.append(_verdict(findings))
     parts.append("<h2>Findings</h2>")
@@ -213,6 +243,8 @@ def render_html(ctx: ReportContext, findings: list[Finding], figures: list[tuple
                      "saturation was seen.</p>")
     parts.append("<h2>Side by side</h2>")
     parts.append(_comparison(ctx.runs, colours))
+    parts.append(f'<p class="note">{escape(LATENCY_NOTE)}</p>')
+    parts.append(_responses(ctx.runs))
     parts.append("<h2>Kernel settings as read back</h2>")
     parts.append(_knobs(ctx.runs))
     parts.append("<h2>Figures</h2>")

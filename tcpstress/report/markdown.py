@@ -10,6 +10,7 @@ from html import escape
 from typing import TYPE_CHECKING
 
 from tcpstress.report.finding import Finding
+from tcpstress.report.responses import LATENCY_NOTE, request_table, response_table
 from tcpstress.report.tables import comparison_rows, comparison_table, knob_table
 
 if TYPE_CHECKING:
@@ -48,6 +49,12 @@ def render_markdown(ctx: "ReportContext", findings: list[Finding], figures: list
     if ctx.description:
         out += [_text(ctx.description), ""]
     out += [" · ".join(f"**{_text(k)}** {_text(v)}" for k, v in ctx.facts), ""]
+    from tcpstress.thresholds import report_rows
+
+    t_headers, t_rows = report_rows(ctx.runs)
+    if t_rows:
+        # The release gate's verdict first: it is what a CI reader opens the report for.
+        out += ["## Thresholds", ""] + md_table(t_headers, t_rows, left=len(t_headers) - 2) + [""]
     if len(ctx.runs) > 1:
         rows = [[r.label, described, differs] for r, (described, differs) in zip(ctx.runs, ctx.variant_notes)]
         mixed = len({r.result.data.get("name") for r in ctx.runs}) > 1
@@ -63,6 +70,11 @@ def render_markdown(ctx: "ReportContext", findings: list[Finding], figures: list
     out += ["", "## Side by side", ""]
     headers, rows = comparison_table(comparison_rows(ctx.runs))
     out += md_table(headers, rows)
+    out += ["", LATENCY_NOTE]
+    for title, (r_headers, r_rows), left in (("Responses", response_table(ctx.runs), 3),
+                                            ("Requests by name", request_table(ctx.runs), 2)):
+        if r_rows:
+            out += ["", f"## {title}", ""] + md_table(r_headers, r_rows, left=left)
     out += ["", "## Kernel settings as read back", ""]
     k_headers, k_rows, differs = knob_table(ctx.runs)
     if k_rows:

@@ -99,7 +99,10 @@ def test_open_model_with_a_stalling_server_reports_corrected_latency(tmp_path, s
 @pytest.mark.parametrize("args,needle", [
     (["run", "--target", "127.0.0.1:80", "--duration", "10 sekunds"], "--duration: '10 sekunds' is not a duration"),
     (["run", "--target", "127.0.0.1:80", "--connections", "0"], "--connections = 0 is not allowed"),
-    (["run", "--target", "192.0.2.7:80"], "is not loopback"),
+    (["run", "--target", "ftp://127.0.0.1/"], "scheme 'ftp'; allowed: http://, https://"),
+    (["run", "--target", "127.0.0.1:80", "-H", "X-Bad"], "is not a header"),
+    (["run", "--target", "127.0.0.1:80", "--expect-status", "700"], "not a status code"),
+    (["run", "--target", "127.0.0.1:80", "--body-file", "/nonexistent/b.json"], "cannot read"),
     (["run", "--target", "nonsense"], "expected HOST:PORT"),
     (["run"], "no target"),
     (["run", "nope.toml"], "nope.toml: no such scenario file"),

@@ -90,7 +90,8 @@ def _run_compose_services(run_id: str, env: dict[str, str], out: Path, in_netns)
         return {
             "kernel": kernel,
             "time_wait": len(time_wait.splitlines()),
-            "served": _served_connections(server) - 1,  # less the healthcheck's connection
+            # less the healthcheck's connection and the loader's --wait-for-target probe
+            "served": _served_connections(server) - 2,
             "stdout": stdout,
             "result": json.loads((out / "result.json").read_text()),
             "ports": _port_range_size(sysctls_of(loader)),

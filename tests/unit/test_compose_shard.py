@@ -85,17 +85,51 @@ def test_the_name_is_read_from_a_dns_reply_for_the_own_address():
         assert server.questions == ["1.0.0.127.in-addr.arpa."]
 
 
-def test_no_name_no_server_and_a_stray_reply_say_why():
+def test_no_name_no_server_and_a_stray_reply_say_why(tmp_path):
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1\tlocalhost\n")
     with FakeDockerDns({}) as server:
-        name, why = container_name("127.0.0.1", server.address)
-        assert name is None and why == f"{server.address[0]} has no name for 127.0.0.1"
+        name, why = container_name("127.0.0.1", server.address, hosts)
+        assert name is None
+        assert why == (f"{server.address[0]} has no name for 127.0.0.1, "
+                       f"and {hosts} names no replica (-1, -2 ...) for 127.0.0.1")
+    name, why = container_name("127.0.0.1", _closed_udp_port(), hosts)
+    assert name is None and why.startswith("no DNS server at 127.0.0.1:")
+    assert DOCKER_DNS == ("127.0.0.11", 53)
+
+
+def _closed_udp_port():
     # Nothing listens on the port: refused at once (connected UDP), not a timeout.
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind(("127.0.0.1", 0))
-        free = probe.getsockname()
-    name, why = container_name("127.0.0.1", free)
-    assert name is None and why.startswith("no DNS server at 127.0.0.1:")
-    assert DOCKER_DNS == ("127.0.0.11", 53)
+        return probe.getsockname()
+
+
+def test_without_docker_dns_the_name_comes_from_podmans_hosts_line(tmp_path):
+    hosts = tmp_path / "hosts"
+    # What podman 4.3 writes into a compose loader (the ID, then the name).
+    hosts.write_text("127.0.0.1\tlocalhost\n198.18.200.1\thost.containers.internal\n"
+                     "127.0.0.1 758b86689400 tcpstress_loader_9\n")
+    assert container_name("127.0.0.1", _closed_udp_port(), hosts) == ("tcpstress_loader_9", "")
+    # Docker's DNS, where it answers, comes first.
+    with FakeDockerDns({"127.0.0.1": "tcpstress-loader-3"}) as server:
+        assert container_name("127.0.0.1", server.address, hosts) == ("tcpstress-loader-3", "")
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ("198.18.200.130\t758b86689400 tcpstress-loader-2", "tcpstress-loader-2"),
+    ("198.18.200.130\t3f2a9c1b0d12", None),                     # Docker: the container ID only
+    ("198.18.200.131\t758b86689400 tcpstress-loader-2", None),   # another container's line
+    ("# 198.18.200.130 tcpstress-loader-2", None),
+    ("198.18.200.130 loader", None),
+])
+def test_only_a_replica_name_on_the_own_address_counts(tmp_path, line, expected):
+    from tcpstress.sharding import replica_name_in_hosts
+
+    hosts = tmp_path / "hosts"
+    hosts.write_text(f"127.0.0.1 localhost\n{line}\n")
+    assert replica_name_in_hosts("198.18.200.130", hosts) == expected
+    assert replica_name_in_hosts("198.18.200.130", tmp_path / "missing") is None
 
 
 def test_a_shard_folder_is_named_by_the_common_start(tmp_path):

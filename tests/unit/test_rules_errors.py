@@ -157,3 +157,16 @@ def test_no_success_never_reads_as_all_clear(errors, in_flight):
     assert any(f.rule == "no_success" and f.severity == "critical" for f in found)
     assert format_findings(found) != ["No problems found."]
     assert rule_no_success(run, [run])[0].text.strip()
+
+
+def test_a_summary_without_requests_counts_them_from_the_intervals(tmp_path):
+    # A streamed result.json ("in progress") has an empty summary: its successes are in the intervals.
+    folder = tmp_path / "run"
+    shutil.copytree(RUNS / "clean", folder)
+    data = json.loads((folder / "result.json").read_text())
+    in_intervals = sum(iv["requests"] for iv in data["intervals"])
+    data["summary"] = {}
+    (folder / "result.json").write_text(json.dumps(data))
+    run = load_run(folder)
+    assert run.requests == in_intervals > 0
+    assert "no_success" not in {f.rule for f in diagnose([run])}
