@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench clean-lab help system-deps
+.PHONY: demo test check bench clean-lab help system-deps
 
 help:
 	@echo "make demo   - create .venv, install, run the demo scenario, write a report"
@@ -24,7 +24,11 @@ system-deps:
 demo: system-deps $(STAMP)
 	$(BIN)/tcpstress demo
 
-test: system-deps $(STAMP)
+# Static checks: ruff's pyflakes/pycodestyle/bugbear rules (pyproject.toml).
+check: $(STAMP)
+	$(BIN)/ruff check tcpstress tests bench
+
+test: system-deps check $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP)

@@ -16,57 +16,6 @@ import click
 
 from tcpstress import __version__
 
-# CLI flag -> scenario key. Every scenario field has a flag; flags go through
-# the same validator as the file, so the messages are the same.
-RUN_FLAGS: list[tuple[str, str, str]] = [
-    # (option declaration, dotted key, help)
-    ("--protocol", "target.protocol", "http, https or echo (a URL target sets it)"),
-    ("--path", "target.path", "HTTP request path (a URL target sets it)"),
-    ("--host-header", "target.host_header", "HTTP Host header (default: the target)"),
-    ("--method", "target.method", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS ..."),
-    ("--body", "target.body", "request body text"),
-    ("--body-file", "target.body_file", "request body from a file (read once)"),
-    ("--content-type", "target.content_type", "Content-Type of the body, e.g. application/json"),
-    ("--expect-status", "target.expect_status", "statuses that count as success, e.g. 2xx,3xx (default) or 200,204"),
-    ("--request-order", "target.request_order", "[[request]] list: weighted or sequence"),
-    ("--ca-file", "tls.ca_file", "https: PEM bundle to verify the server with (default: the system's)"),
-    ("--tls-version", "tls.version", "https: auto, 1.2 or 1.3"),
-    ("--server-name", "tls.server_name", "https: SNI and certificate name (default: the target host)"),
-    ("--response-size", "server.response_size", "built-in server: HTTP body bytes"),
-    ("--server-close", "server.close", "built-in server close policy: client, server, never, reset"),
-    ("--backlog", "server.backlog", "built-in server listen backlog"),
-    ("--server-workers", "server.workers", "built-in server processes (SO_REUSEPORT)"),
-    ("--model", "load.model", "closed (N connections) or open (a fixed rate)"),
-    ("--connections", "load.connections", "concurrent connections (open model: the most in flight)"),
-    ("--rate", "load.rate", "open model: new operations per second (without --model: implies open, as wrk2's -R)"),
-    ("--ramp", "load.ramp", "open: linear ramp to the rate; closed: open the connections over this time"),
-    ("--duration", "load.duration", "measured duration, e.g. 10s, 2m, 1m30s"),
-    ("--warmup", "load.warmup", "unmeasured warm-up before the duration"),
-    ("--workers", "load.workers", "worker processes (default: one per CPU)"),
-    ("--max-requests", "load.max_requests", "stop after this many requests (0: no limit)"),
-    ("--requests-per-connection", "connection.requests_per_connection", "N or unlimited"),
-    ("--close", "connection.close", "who closes: client, server or reset (RST, no TIME_WAIT)"),
-    ("--connect-timeout", "connection.connect_timeout", "e.g. 2s"),
-    ("--request-timeout", "connection.request_timeout", "e.g. 5s"),
-    ("--think-time", "connection.think_time", "closed model: pause between requests on a connection, e.g. 1s"),
-    ("--source", "connection.source_addresses", "source addresses, e.g. 127.0.0.2-127.0.0.9"),
-    ("--payload-size", "connection.payload_size", "echo: bytes per request"),
-    ("--sample-interval", "sampling.interval", "sampler interval, e.g. 100ms"),
-]
-# The short flags wrk, wrk2 and hey users type. -t stays --target's.
-SHORT_FLAGS = {"--connections": "-c", "--duration": "-d", "--rate": "-R"}
-BOOL_FLAGS: list[tuple[str, str, str]] = [
-    ("keepalive", "connection.keepalive", "reuse connections (--no-keepalive: one request per connection)"),
-    ("builtin-server", "server.builtin", "start the built-in target for this run"),
-    ("port-filter", "sampling.port_filter", "count only sockets on the target's port"),
-    ("tls-resume", "tls.resume", "https: resume the previous TLS session on new connections (default: on)"),
-]
-# Flags given once per value (curl's -H): the scenario key takes the list.
-MULTI_FLAGS: list[tuple[tuple[str, ...], str, str]] = [
-    (("-H", "--header"), "target.headers", "request header 'Name: value', repeatable"),
-]
-
-
 class DurationType(click.ParamType):
     """A duration flag: 10ms, 1.5s, 1m30s, or a plain number of seconds."""
 
@@ -100,16 +49,9 @@ def fail(message: str) -> None:
 
 
 def _flag_name(dotted: str) -> str | None:
-    for decl, key, _ in RUN_FLAGS:
-        if key == dotted:
-            return decl
-    for name, key, _ in BOOL_FLAGS:
-        if key == dotted:
-            return f"--{name}"
-    for decls, key, _ in MULTI_FLAGS:
-        if key == dotted:
-            return decls[-1]
-    return None
+    from tcpstress.flags import flag_for
+
+    return flag_for(dotted)
 
 
 def _name_flags(message: str, overrides: dict) -> str:
@@ -130,15 +72,22 @@ def cli() -> None:
 
 
 def _run_options(f):
-    f = click.option("--insecure", "-k", "tls__insecure", flag_value="true", default=None,
-                     help="https: do not verify the server's certificate")(f)
-    for decls, key, help_text in reversed(MULTI_FLAGS):
-        f = click.option(*decls, key.replace(".", "__"), multiple=True, help=help_text)(f)
-    for name, key, help_text in reversed(BOOL_FLAGS):
-        f = click.option(f"--{name}/--no-{name}", key.replace(".", "__"), default=None, help=help_text)(f)
-    for decl, key, help_text in reversed(RUN_FLAGS):
-        decls = [decl] + ([SHORT_FLAGS[decl]] if decl in SHORT_FLAGS else [])
-        f = click.option(*decls, key.replace(".", "__"), default=None, help=help_text)(f)
+    """One flag per scenario field (tcpstress/flags.py), checked by the scenario validator."""
+    from tcpstress.flags import run_flags
+
+    for flag in reversed(run_flags()):
+        if flag.is_bool:
+            on = flag.decls[-1]
+            if flag.dotted == "tls.insecure":
+                f = click.option(*flag.decls, flag.param, flag_value="true", default=None, help=flag.help_text())(f)
+            else:
+                f = click.option(f"{on}/--no-{on[2:]}", flag.param, default=None, help=flag.help_text())(f)
+        elif flag.multiple:
+            f = click.option(*flag.decls, flag.param, multiple=True, metavar=flag.metavar,
+                             help=flag.help_text())(f)
+        else:
+            f = click.option(*flag.decls, flag.param, default=None, metavar=flag.metavar,
+                             help=flag.help_text())(f)
     return f
 
 
@@ -196,28 +145,16 @@ def _gate_code(results_, findings, fail_on, empty_fails: bool = True) -> int:
                    + (f" ({critical[0].variant})" if critical[0].variant else ""), err=True)
         code = EXIT_FAILED
     return code
-    failed = []
-    for result in results_:
-        if checks:
-            failed += [f"{result.name}: {v.expr} ({v.measured_text})" for v in record(result, checks) if not v.passed]
-    if failed:
-        click.echo("tcpstress: threshold failed: " + "; ".join(failed), err=True)
-        code = EXIT_FAILED
-    if fail_on == "critical":
-        critical = [f for f in findings if f.severity == "critical"]
-        if critical:
-            click.echo(f"tcpstress: --fail-on critical: {critical[0].title}"
-                       + (f" ({critical[0].variant})" if critical[0].variant else ""), err=True)
-            code = EXIT_FAILED
-    return code
 
 
 def _overrides(kwargs: dict) -> dict:
+    from tcpstress.flags import param_to_dotted
+
     out = {}
     for param, value in list(kwargs.items()):
         if "__" in param and value is not None and value != ():
-            out[param.replace("__", ".")] = (list(value) if isinstance(value, tuple) else
-                                             str(value).lower() if isinstance(value, bool) else value)
+            out[param_to_dotted(param)] = (list(value) if isinstance(value, tuple) else
+                                           str(value).lower() if isinstance(value, bool) else value)
     return out
 
 
@@ -234,7 +171,8 @@ def _load(scenario_file, target, overrides):
             overrides = {**target_overrides(target), **overrides}
             # An explicit target replaces a scenario's built-in server.
             overrides.setdefault("server.builtin", "false")
-        if not scenario_file and not target and overrides.get("server.builtin") != "true":
+        if (not scenario_file and not target and overrides.get("server.builtin") != "true"
+                and "target.port" not in overrides):
             fail("no target: give a scenario file, --target HOST:PORT, or --builtin-server")
         if overrides.get("server.builtin") == "true" and not target and "target.port" not in overrides:
             overrides.setdefault("target.port", "0")

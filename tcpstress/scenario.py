@@ -895,6 +895,42 @@ def load_scenario(path: str | Path | None, overrides: dict[str, Any] | None = No
     return build(raw, where)
 
 
+def as_raw(s: Scenario) -> dict[str, Any]:
+    """A scenario as the TOML table that would build it: what `validate` feeds back to `build`."""
+    d = s.to_dict()
+    raw: dict[str, Any] = {k: d[k] for k in SCHEMA[""]}
+    for section in SECTIONS:
+        raw[section] = {k: v for k, v in d[section].items() if k in SCHEMA[section]}
+    if raw["connection"]["requests_per_connection"] == UNLIMITED:
+        raw["connection"]["requests_per_connection"] = "unlimited"
+    server = raw["server"]
+    if not server["builtin"] and not server["command"]:
+        del raw["server"]  # no [server]: an external target, as in a file without the table
+    if s.requests:
+        raw["request"] = [{k: v for k, v in r.items() if k in REQUEST_KEYS} for r in d["requests"]]
+    if s.thresholds:
+        raw["thresholds"] = {"checks": list(s.thresholds)}
+    if s.variants:
+        variants: dict[str, Any] = {}
+        for v in s.variants:
+            spec: dict[str, Any] = {"description": v.description, "client_sysctls": dict(v.client),
+                                    "server_sysctls": dict(v.server)}
+            if v.profile:
+                spec["profile"] = v.profile
+            for dotted, value in v.overrides.items():
+                section, _, key = dotted.partition(".")
+                spec.setdefault(section, {})[key] = value
+            variants[v.name] = spec
+        raw["variants"] = variants
+    return raw
+
+
+def validate(s: Scenario) -> Scenario:
+    """Check a Scenario built in Python (dataclasses, not a file) exactly as a file is
+    checked, and resolve what `build` resolves (load.workers = 0: one per CPU)."""
+    return build(as_raw(s), s.source if s.source != "<flags>" else "<Scenario>")
+
+
 def split_target(text: str) -> tuple[str, int]:
     """'127.0.0.1:8080', '[::1]:8080', 'localhost:80' -> (host, port)."""
     m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d+)|([^:\[\]]+):(\d+)", text.strip())

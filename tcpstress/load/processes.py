@@ -187,7 +187,7 @@ def _exit_text(code: int) -> str:
 def _stderr_tail(path: Path | None) -> str:
     if not path or not path.exists():
         return ""
-    lines = [l for l in path.read_text(errors="replace").splitlines() if l.strip()]
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
     return f" ({lines[-1][:200]})" if lines else ""
 
 

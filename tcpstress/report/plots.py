@@ -226,7 +226,7 @@ def plot_throughput(runs: list[RunData], colours: dict[str, str]) -> Figure:
         style = ERROR_STYLES[i % len(ERROR_STYLES)]
         for run in runs:
             if run.errors.get(name):
-                ax_err.plot(*_steps(run, lambda iv: (iv.get("errors") or {}).get(name, 0)),
+                ax_err.plot(*_steps(run, lambda iv: (iv.get("errors") or {}).get(name, 0)),  # noqa: B023 (called at once)
                             color=colours[run.label], linestyle=style, drawstyle="steps-post", linewidth=1.8)
         error_handles.append(Line2D([], [], color="black", linestyle=style, label=name))
     if not names:

@@ -26,8 +26,8 @@ def test_a_threshold_that_must_fail_exits_99_and_prints_fail(tmp_path, nginx):
                    "--threshold", "total.p99 < 1us", "--threshold", "error_rate < 1%", "--no-report", "--out", out)
     assert proc.returncode == 99, proc.stderr
     lines = [line.split() for line in proc.stdout.splitlines()]
-    assert any(l[:3] == ["total.p99", "<", "1us"] and l[-1] == "FAIL" for l in lines)
-    assert any(l[:3] == ["error_rate", "<", "1%"] and l[-1] == "PASS" for l in lines)
+    assert any(w[:3] == ["total.p99", "<", "1us"] and w[-1] == "FAIL" for w in lines)
+    assert any(w[:3] == ["error_rate", "<", "1%"] and w[-1] == "PASS" for w in lines)
     assert "threshold failed" in proc.stderr
     res = result(out)
     assert [t["verdict"] for t in res["thresholds"]] == ["FAIL", "PASS"]

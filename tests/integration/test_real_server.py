@@ -148,7 +148,7 @@ def test_headers_method_and_body_reach_the_server_exactly(tmp_path, make_nginx):
     expected = build_http_request("PUT", "/api/items?x=1", f"127.0.0.1:{nginx.port}", close=False,
                                   headers=("X-Test: tcpstress-witness", "Authorization: Bearer T0KEN"),
                                   body=body.encode(), content_type="application/json")
-    for status, _, request_length, content_length, x_test, method, uri in logged:
+    for _status, _, request_length, content_length, x_test, method, uri in logged:
         assert (method, uri, x_test) == ("PUT", "/api/items", "tcpstress-witness")
         assert int(content_length) == len(body)
         # nginx counts the head it parsed; a body it discards (return 200) is not in $request_length.

@@ -40,7 +40,7 @@ def test_hlog_round_trip_with_the_hdrhistogram_reader(tmp_path):
         written.append(h)
     w.close()
     ours = results.read_hlog(path)
-    assert [(s, l) for s, l, _ in ours] == [(0.0, 1.0), (1.0, 1.0), (2.0, 1.0)]
+    assert [(start, length) for start, length, _ in ours] == [(0.0, 1.0), (1.0, 1.0), (2.0, 1.0)]
     reader = HistogramLogReader(str(path), results.new_histogram())
     theirs = []
     while True:

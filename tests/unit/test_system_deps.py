@@ -25,5 +25,5 @@ def test_every_command_the_tests_look_up_is_installed_by_make_test():
 def test_make_test_and_demo_run_the_package_step():
     makefile = (ROOT / "Makefile").read_text()
     for target in ("test", "demo"):
-        line = next(l for l in makefile.splitlines() if l.startswith(f"{target}:"))
+        line = next(row for row in makefile.splitlines() if row.startswith(f"{target}:"))
         assert "system-deps" in line, f"make {target} does not install the Debian packages"
