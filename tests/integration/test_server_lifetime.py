@@ -11,16 +11,13 @@ import re
 import signal
 import subprocess
 import sys
-import textwrap
 import time
-from pathlib import Path
 
 import psutil
 import pytest
 
 from tcpstress.report.diagnose import diagnose, load_run
 from tcpstress.strays import is_stray, stop_strays
-from tests.conftest import ROOT
 from tests.integration.test_reliability import alive, start_cli, wait_for_intervals
 
 GONE_WITHIN_S = 15  # the bound of the polls below, far above the expected fraction of a second
