@@ -72,9 +72,11 @@ TOP = {
 # Every interval carries these: the figures, the rates and the first-error times come from them.
 INTERVAL_REQUIRED = ("t", "duration", "requests", "errors")
 INTERVAL = {
-    "t": NUMBER, "duration": (lambda v: _number(v) and v > 0, "a number of seconds > 0"),
+    # The last interval may be a fraction of a second, rounded to the millisecond (so possibly 0).
+    "t": NUMBER, "duration": (lambda v: _number(v) and v >= 0, "a number of seconds >= 0"),
     "requests": COUNT, "connections": COUNT, "errors": COUNTS, "started": COUNT, "late_starts": COUNT,
     "max_lag_us": NUMBER, "latency_us": NUMBERS, "status": COUNTS, "responses": COUNT,
+    "anomalies": COUNTS, "tls": COUNTS, "corrected_latency_us": NUMBERS,
 }
 
 SUMMARY = {
@@ -82,7 +84,10 @@ SUMMARY = {
     "connections_per_s": NUMBER, "errors": COUNTS, "error_total": COUNT, "error_rate": NUMBER,
     "intended_rate": (_or_none(_number), "a number or null"), "started": COUNT, "late_starts": COUNT,
     "max_lag_us": NUMBER, "kept_up": FLAG, "in_flight_at_end": COUNT, "responses": COUNT,
-    "status": COUNTS, "status_classes": COUNTS, "tls": COUNTS,
+    "status": COUNTS, "status_classes": COUNTS, "tls": COUNTS, "anomalies": COUNTS,
+    "requests_by_name": (_mapping(lambda v: isinstance(v, dict) and _count(v.get("requests", 0))
+                                  and _count(v.get("errors", 0))),
+                         "an object of request name: {requests, errors, latency_us}"),
     "latency_us": (_mapping(_mapping(_number)), "an object of metric: {p50: number, ...}"),
     "states": (_mapping(_mapping(_mapping(_number))), "an object of namespace: {state: {peak, final}}"),
     "counters": (_mapping(_mapping(_number)), "an object of namespace: {counter: number}"),
