@@ -106,6 +106,13 @@ def advice_for(errors: dict[str, int]) -> str:
     if "closed before response" in names:
         parts.append("The server closed connections without answering: look in its logs for a crash, a "
                      "connection or request limit, or an idle timeout shorter than the client's keep-alive.")
+    if "stale connection" in names:
+        parts.append("Requests sent on reused keep-alive connections found them closed by the server: its idle "
+                     "timeout is shorter than the gaps between requests, or it closes after some requests "
+                     "(requests_per_connection below its limit avoids it); like wrk, tcpstress does not retry.")
+    if any(n.startswith("TLS:") for n in names):
+        parts.append("The TLS handshake failed: check tls.ca_file (or --insecure for a self-signed test server), "
+                     "tls.server_name and tls.version.")
     if any(n.startswith("HTTP 5") for n in names):
         parts.append("The server answered with 5xx statuses: its own logs say why.")
     if any(n.startswith("HTTP 4") for n in names):
@@ -114,7 +121,7 @@ def advice_for(errors: dict[str, int]) -> str:
     if any(n.startswith("errno -") for n in names):
         parts.append("A negative errno is a getaddrinfo() error (EAI_*; -9 is EAI_ADDRFAMILY: the source "
                      "addresses and the target are not of the same family, IPv4 against IPv6).")
-    known = ("protocol:", "closed before response", "HTTP ", "errno -")
+    known = ("protocol:", "closed before response", "stale connection", "TLS:", "HTTP ", "errno -")
     if any(not n.startswith(known) for n in names):
         parts.append("man 2 connect, man 2 send and man 3 errno say when the kernel returns an errno name.")
     return " ".join(parts)
