@@ -36,13 +36,14 @@ def _checked(scenario: Scenario | str | Path) -> Scenario:
 
 def run(scenario: Scenario | str | Path, out: str | Path | None = None, *, report: bool = False) -> RunResult:
     """One run, as `tcpstress run`: returns the saved result (also in `out`, default
-    reports/<time>-<name>). Raises ScenarioError for bad input, runner.RunError when the
-    run could not start, runner.RunInterrupted after saving a run cut short by a signal."""
+    reports/<time>-<name>). Raises ScenarioError for bad input, results.FolderTaken when `out`
+    holds files or another run claimed it, runner.RunError when the run could not start,
+    runner.RunInterrupted after saving a run cut short by a signal."""
     s = _checked(scenario)
     if s.lab:
         raise ScenarioError(f"{s.source}: lab = true: use tcpstress.compare() to run it in the lab")
     runner.check_fd_limit(s)
-    folder = Path(out) if out is not None else runner.default_run_dir(s)
+    folder = _claim(out) if out is not None else runner.default_run_dir(s)
     result = runner.run_scenario(s, folder, runner.RunContext())
     if report:
         _render([folder], folder)
@@ -53,7 +54,7 @@ def compare(scenario: Scenario | str | Path, out: str | Path | None = None, vari
             *, report: bool = False) -> list[RunResult]:
     """Every variant (or the named ones), as `tcpstress compare`; one result per variant, in order."""
     s = _checked(scenario)
-    folder = Path(out) if out is not None else runner.default_run_dir(s)
+    folder = _claim(out) if out is not None else runner.default_run_dir(s)
     if s.lab:
         from tcpstress.lab.netns import check_lab_capability
 
@@ -65,6 +66,13 @@ def compare(scenario: Scenario | str | Path, out: str | Path | None = None, vari
     if report:
         _render([folder], folder)
     return results
+
+
+def _claim(out: str | Path) -> Path:
+    """The run folder, claimed as `tcpstress run --out` claims it: one run per folder."""
+    from tcpstress.results import claim_folder
+
+    return claim_folder(Path(out)).path
 
 
 def _render(folders: list[Path], out: Path) -> Path:

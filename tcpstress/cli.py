@@ -236,9 +236,12 @@ def run(scenario_file, target, out, quiet, shard, start_at, threshold_exprs, jso
         _wait_for_target(scenario, wait_for_target, start_at)
     if not out:
         sharded = ctx.shard is not None and ctx.shard[1] > 1
-        out = sharding.shard_run_dir(scenario, ctx.shard, ctx.start_at) if sharded else runner.default_run_dir(scenario)
+        out = sharding.shard_run_dir(scenario, ctx.shard, ctx.start_at) if sharded else None
     live = None if quiet else sys.stderr  # not a terminal: a plain line every few seconds
-    _check_output_dir(out)
+    if out is None:
+        out = runner.default_run_dir(scenario)  # claimed exclusively there
+    else:
+        _check_output_dir(out)
     if repeat > 1:
         if ctx.shard or ctx.start_at:
             fail("--repeat: not with --shard or --start-at (a shard's schedule is one run); repeat the sharded run instead")
@@ -390,11 +393,24 @@ def _new_folder(path: Path) -> Path:
     return candidate
 
 
-def _check_output_dir(out: Path) -> None:
-    from tcpstress.results import folder_taken
+def _check_output_dir(out: Path):
+    """Claim the output folder before anything runs (results.claim_folder): of two runs started
+    with the same --out, the second stops here with one line and writes nothing."""
+    from tcpstress.results import FolderTaken, claim_folder
 
-    if folder_taken(out):
-        fail(f"--out {out}: folder exists and is not empty; choose a new folder")
+    try:
+        return claim_folder(out)
+    except FolderTaken as e:
+        fail(f"--out {e}")
+    except OSError as e:
+        fail(f"--out {out}: cannot make the folder: {e.strerror}")
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
 
 
 def _report_after_run(folders: list[Path], out: Path, err: bool = False, render: bool = True,
@@ -464,14 +480,19 @@ def _compare(scenario_file, variant_names, out, quiet, overrides, threshold_expr
         missing = check_lab_capability()
         if missing:
             fail(f"{scenario.source}: lab = true but {missing}")
+    claim = _check_output_dir(out) if out else None
     out = out or runner.default_run_dir(scenario)
-    _check_output_dir(out)
     live = None if quiet else sys.stderr  # not a terminal: a plain line every few seconds
     code = 0
     try:
         runner.run_comparison(scenario, out, names, live=live,
                               progress=lambda m: click.echo(m, err=True), repeat=repeat)
     except ScenarioError as e:
+        # Refused before any variant ran: the folder is given back, nothing half-written.
+        if claim is not None:
+            claim.release()
+        else:
+            _remove_if_empty(out)
         fail(str(e))
     except runner.RunInterrupted as e:
         click.echo(f"interrupted ({e.args[0]}): partial results saved in {out}", err=True)
@@ -749,9 +770,14 @@ def _scenarios_dir() -> Path:
               "localhost, 127.0.0.1 and ::1 is made and its path printed")
 @click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True), help="PEM certificate (implies --tls)")
 @click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), help="PEM private key of --tls-cert")
-def serve(tls, **kwargs):
+@click.option("--parent-pid", type=click.IntRange(1), default=None,
+              help="exit (SIGKILL) when this process, the one that started the server, dies")
+def serve(tls, parent_pid, **kwargs):
     """The built-in target: an HTTP/1.1 (or HTTPS) or echo server with close policies."""
-    from tcpstress.server import ServerConfig, serve as run_server
+    from tcpstress.server import ServerConfig, exit_with_parent, serve as run_server
+
+    if parent_pid is not None:
+        exit_with_parent(parent_pid)
 
     if tls and not kwargs["tls_cert"]:
         import tempfile
@@ -781,7 +807,8 @@ def serve(tls, **kwargs):
 @click.option("--duration", default="30s", show_default=True, help="how long to sample")
 @click.option("--out", "-o", type=click.Path(path_type=Path), help="CSV file (default: stdout when it is not a terminal)")
 @click.option("--quiet", "-q", is_flag=True, help="no live table")
-def sample(netns, pid, port, interval, duration, out, quiet):
+@click.option("--force", is_flag=True, help="overwrite the --out file if it exists")
+def sample(netns, pid, port, interval, duration, out, quiet, force):
     """Watch TCP states and kernel counters in one namespace: a better `watch ss -s`."""
     from tcpstress.sampler.sampler import run_sample_command
     from tcpstress.scenario import parse_duration
@@ -794,7 +821,7 @@ def sample(netns, pid, port, interval, duration, out, quiet):
     if not 0.01 <= every <= 60:
         fail(f"--interval {interval}: allowed 10ms to 60s")
     try:
-        run_sample_command(netns, pid, port, every, length, out, live=not quiet, stream=sys.stderr)
+        run_sample_command(netns, pid, port, every, length, out, live=not quiet, stream=sys.stderr, force=force)
     except ValueError as e:
         fail(str(e))
 
@@ -852,13 +879,16 @@ def diff(base, new, max_regression, min_change, json_out, out):
     from tcpstress.results import ResultError, folder_stamp
     from tcpstress.thresholds import EXIT_FAILED
 
+    claim = None
     try:
         limit = parse_fraction(max_regression, "--max-regression") if max_regression is not None else None
         floor = parse_fraction(min_change, "--min-change")
         if out is not None:
-            _check_output_dir(out)
+            claim = _check_output_dir(out)
         result = diff_folders(base, new, min_change=floor, max_regression=limit)
     except (DiffError, ResultError) as e:
+        if claim is not None:
+            claim.release()  # refused: nothing written, the folder given back
         fail(str(e))
     out = out or _new_folder(Path("reports") / f"{folder_stamp()}-diff")
     say = _say(json_out)
@@ -938,10 +968,11 @@ def gallery(out, full):
     if missing:
         fail(f"the gallery runs in the lab, but {missing}")
     out = out or Path("reports") / f"{folder_stamp()}-gallery"
-    _check_output_dir(out)
+    claim = _check_output_dir(out)
     try:
         result = run_gallery(out, quick=not full, progress=lambda m: click.echo(m, err=True))
     except GalleryError as e:
+        claim.release()
         fail(str(e))
     for line in result.lines():
         click.echo(line)
@@ -975,9 +1006,13 @@ def lab():
 @lab.command("cleanup")
 @click.option("--all", "include_live", is_flag=True, help="also namespaces of runs still alive")
 def lab_cleanup(include_live):
-    """Remove namespaces (and their processes) left by lab runs that were killed."""
+    """Remove namespaces (and their processes) left by lab runs that were killed, and stray built-in servers."""
     from tcpstress.lab.netns import check_lab_capability, cleanup
+    from tcpstress.strays import stop_strays
 
+    # Needs no lab rights: a loopback run's built-in server is the user's own process.
+    servers = stop_strays()
+    click.echo(f"stopped {len(servers)} stray built-in server(s)" + (": " + ", ".join(servers) if servers else ""))
     missing = check_lab_capability()
     if missing:
         fail(missing)
@@ -986,10 +1021,18 @@ def lab_cleanup(include_live):
 
 
 def main() -> None:
+    # Not click's standalone mode: it turns a Ctrl-C before the runner's own handler is in place
+    # (loading, start-up) into "Aborted!" and exit 1; an interrupt is 130 whenever it comes.
     try:
-        cli(standalone_mode=True)
-    except KeyboardInterrupt:
-        sys.exit(130)
+        code = cli.main(standalone_mode=False)
+    except (KeyboardInterrupt, click.exceptions.Abort) as e:
+        interrupted = isinstance(e, KeyboardInterrupt) or isinstance(e.__context__, KeyboardInterrupt)
+        click.echo("interrupted (SIGINT)" if interrupted else "aborted", err=True)
+        sys.exit(130 if interrupted else 1)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """What the kernel does behind each TCP state, sysctl knob and counter, as data.
 
-This is the project's kernel facts (FACTS.md) turned into frozen tables that the lab (to
+This is the project's kernel facts (docs/kernel.md) as frozen tables that the lab (to
 validate profiles), `tcpstress explain` and the report's findings all read, so
 a fact is written once. Descriptions are plain English and follow the kernel,
 not the 2015 seed article the project grew from: where that article is wrong,

@@ -10,6 +10,8 @@ re-renders any old run without running anything:
     latency-corrected.hlog  intended start (open model only, as wrk2 does)
     samples.csv           the sampler's rows: one per sample and namespace
     processes.csv         the sampler's process rows (generator / target)
+    .tcpstress-claim      empty; made with O_EXCL when the run claimed the folder
+                          (claim_folder), so no second run writes into it
 
 result.json (format "tcpstress-result/1"):
 
@@ -206,8 +208,61 @@ def decode(payload: str | bytes) -> HdrHistogram:
 
 
 def folder_taken(path: Path) -> bool:
-    """Whether a run, merge or gallery must refuse to write into `path`: it exists and is not an empty folder."""
-    return path.exists() and (not path.is_dir() or any(path.iterdir()))
+    """Whether a run, merge or gallery must refuse to write into `path`: it exists and is not an empty folder.
+
+    A folder holding only a run's CLAIM_FILE counts as empty here: the run that
+    claimed it may write into it, and claim_folder refuses it to everyone else."""
+    return path.exists() and (not path.is_dir() or any(p.name != CLAIM_FILE for p in path.iterdir()))
+
+
+class FolderTaken(ResultError):
+    """The folder a run would write into exists and holds something, or another run claimed it first."""
+
+
+# Made with O_EXCL in every run folder as it is claimed: the proof that one run owns it.
+CLAIM_FILE = ".tcpstress-claim"
+
+
+@dataclass(frozen=True)
+class FolderClaim:
+    """A folder this process claimed for one run: no other run can claim it too."""
+
+    path: Path
+    created: bool  # made by this claim (else it existed, empty)
+
+    def release(self) -> None:
+        """Give the folder back when the run was refused before writing anything into it."""
+        try:
+            (self.path / CLAIM_FILE).unlink()
+            if self.created:
+                self.path.rmdir()  # only if still empty: a run that wrote something keeps its files
+        except OSError:
+            pass
+
+
+def claim_folder(path: Path) -> FolderClaim:
+    """Make (or take an empty) `path` for a run, atomically, or raise FolderTaken.
+
+    A check then a mkdir lets two runs started at once with the same --out both
+    pass the check and interleave their files. The claim is a file created with
+    O_EXCL inside the folder: of any number of runs, exactly one creates it,
+    whether the folder was new or made empty beforehand. The file stays (empty,
+    hidden) for the folder's life, so a later run is refused too.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.mkdir(path)
+        created = True
+    except FileExistsError:
+        created = False
+    if folder_taken(path):
+        raise FolderTaken(f"{path}: exists and is not an empty folder; choose a new folder")
+    try:
+        os.close(os.open(path / CLAIM_FILE, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    except FileExistsError:
+        raise FolderTaken(f"{path}: another run is writing into this folder; choose a new folder") from None
+    return FolderClaim(path, created)
 
 
 def folder_stamp(t: float | None = None) -> str:
@@ -355,6 +410,12 @@ def load_result(folder: Path) -> RunResult:
         raise ResultError(f"{path}: format {data['format']!r} is not {FORMAT!r}")
     if not isinstance(data["intervals"], list) or not isinstance(data["summary"], dict):
         raise ResultError(f"{path}: intervals must be a list and summary an object")
+    from tcpstress.result_check import ShapeError, check_result
+
+    try:
+        check_result(data)
+    except ShapeError as e:
+        raise ResultError(f"{path}: {e}: hand-edited?") from None
     return RunResult(data=data, folder=folder)
 
 

@@ -25,6 +25,7 @@ from typing import Any, Callable, TextIO
 from tcpstress import __version__, results
 from tcpstress.load.processes import IntervalMerger, WorkerFailure, WorkerPool
 from tcpstress.scenario import Scenario, ScenarioError, resolve_target
+from tcpstress.server_watch import ServerWatch
 
 SERVER_ARGV = [sys.executable, "-m", "tcpstress", "serve"]
 # How long after the end the runner waits for workers to send their last
@@ -51,13 +52,22 @@ def utc_stamp(t: float | None = None) -> str:
 
 
 def default_run_dir(scenario: Scenario, base: Path = Path("reports")) -> Path:
+    """reports/<time>-<name>[-N], made here: two runs started in the same second each get their own.
+
+    The folder is claimed exclusively (results.claim_folder), so a name another
+    run took between a check and the mkdir moves on to the next N instead of
+    sharing it.
+    """
     stamp = results.folder_stamp()
-    path = base / f"{stamp}-{scenario.name}"
     n = 1
-    while path.exists():
-        n += 1
-        path = base / f"{stamp}-{scenario.name}-{n}"
-    return path
+    path = base / f"{stamp}-{scenario.name}"
+    while True:
+        try:
+            results.claim_folder(path)
+            return path
+        except results.FolderTaken:
+            n += 1
+            path = base / f"{stamp}-{scenario.name}-{n}"
 
 
 @dataclass
@@ -87,6 +97,8 @@ class BuiltinServer:
             "--close", close, "--requests-per-connection", str(rpc), "--backlog", str(s.server.backlog),
             "--workers", str(s.server.workers), "--delay", str(s.server.delay),
             "--max-seconds", str(int(run_seconds + 120)),
+            # Dies with this process even when it is killed with SIGKILL (prctl PDEATHSIG).
+            "--parent-pid", str(os.getpid()),
         ]
         if tls_files:
             argv += ["--tls-cert", str(tls_files[0]), "--tls-key", str(tls_files[1])]
@@ -257,8 +269,10 @@ def check_fd_limit(s: Scenario, shard_count: int = 1) -> None:
     per_worker = math.ceil(s.load.connections / parts)
     if per_worker + FD_MARGIN > limit:
         needed = math.ceil(s.load.connections / (limit - FD_MARGIN)) if limit > FD_MARGIN else None
+        # A worker needs FD_MARGIN files before its first connection: below that, only a higher limit helps.
         advice = (f"use load.workers >= {math.ceil(needed / shard_count)} (--workers)" if needed
-                  else "raise the open-file limit")
+                  else f"raise the open-file limit to at least {per_worker + FD_MARGIN} "
+                       f"(ulimit -n {per_worker + FD_MARGIN}; {FD_MARGIN} per worker go to the process itself)")
         raise ScenarioError(
             f"{s.source}: load.connections = {s.load.connections} "
             f"over {parts} worker process(es) needs {per_worker + FD_MARGIN} open files per worker; "
@@ -286,6 +300,8 @@ def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = Non
     partial_reason: str | None = None
     sampler_summary: dict = {}
     fault_timer: FaultTimer | None = None
+    watch: ServerWatch | None = None
+    server_gone: str | None = None
     meta = {
         "format": results.FORMAT, "tool_version": __version__, "kernel": platform.release(),
         "hostname": socket.gethostname(), "netns": own_netns(), "cpu_count": os.cpu_count(), "started_at": utc_stamp(started_at), "ended_at": None,
@@ -356,6 +372,8 @@ def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = Non
                       "t_start": t_start, "t0": t0, "t_end": t_end}
                      for i in range(s.load.workers)]
             pool.send_plans(plans)
+            if server:
+                watch = ServerWatch.start(server.proc, t0, on_death=lambda: pool.signal_all(signal.SIGTERM))
             _collect(pool, merger, hlogs, live_line, meta, out_dir, deadline=t_end + STOP_GRACE_S)
         except (KeyboardInterrupt, RunInterrupted) as e:
             interrupted = e if isinstance(e, RunInterrupted) else RunInterrupted(signal.SIGINT)
@@ -376,6 +394,8 @@ def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = Non
                 pool.stop()
             if sampler is not None:
                 sampler_summary = sampler.stop()
+            if watch is not None:
+                server_gone = watch.stop()
             if server:
                 server.stop()
             for w in hlogs.values():
@@ -393,6 +413,8 @@ def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = Non
         if late and not partial_reason:
             partial_reason = (f"{', '.join(w.name for w in late)} did not finish within {STOP_GRACE_S:.0f} s "
                               f"of the end (overloaded machine?); their last seconds are missing")
+    if server_gone and not interrupted:
+        partial_reason = server_gone  # the cause: the workers' errors and early ends follow from it
     meta["partial"] = partial_reason is not None
     meta["partial_reason"] = partial_reason
     result = results.RunResult(data=_result_data(meta, merger, s, pool, server, sampler_summary), folder=out_dir)
@@ -642,21 +664,32 @@ def _process_tree(pid: int) -> list[int]:
 USER_SERVER_START_S = 15.0
 
 
+def server_argv(sc: Scenario, host: str, run_dir: Path) -> list[str]:
+    """server.command as an argument list: split first, then {host} {port} {dir} filled into each argument.
+
+    Substituting before the split let a space or a quote in --out (the {dir})
+    change the argument list; a value now lands inside the one argument that
+    named it, whatever it holds.
+    """
+    import shlex
+
+    try:
+        words = shlex.split(sc.server.command)
+        return [w.format(host=host, port=sc.target.port, dir=run_dir) for w in words]
+    except (KeyError, IndexError, ValueError) as e:
+        raise ScenarioError(f"{sc.source}: server.command: {e}: use {{host}}, {{port}} and {{dir}}") from None
+
+
 def _start_user_server(sc: Scenario, lab, run_dir: Path) -> subprocess.Popen:
     """A user's server (server.command) in the server namespace, ready when its port accepts.
 
     The command may use {host} (the server namespace's address), {port} and
     {dir} (the run folder, for configs and logs).
     """
-    import shlex
-
     from tcpstress.lab.netns import run_in_netns
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        argv = shlex.split(sc.server.command.format(host=lab.server_addr, port=sc.target.port, dir=run_dir))
-    except (KeyError, IndexError, ValueError) as e:
-        raise ScenarioError(f"{sc.source}: server.command: {e}: use {{host}}, {{port}} and {{dir}}") from None
+    argv = server_argv(sc, lab.server_addr, run_dir)
     log = open(run_dir / "server.log", "wb")
     proc = lab.popen("server", argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     log.close()

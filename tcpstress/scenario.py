@@ -418,8 +418,8 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[Any], bool] | None, str]]] = {
         "port": ("int", _int_range(0, 65535), "0-65535 (0: the built-in server picks one)"),
         "protocol": ("str", lambda v: v in PROTOCOLS, ", ".join(PROTOCOLS)),
         "path": ("str", lambda v: is_request_path(v), "a path starting with /, printable ASCII, no spaces"),
-        "host_header": ("str", lambda v: v == "" or is_header_value(v) and " " not in v,
-                        "a host name, printable ASCII without spaces"),
+        "host_header": ("str", lambda v: v == "" or is_header_value(v) and " " not in v and "\t" not in v,
+                        "a host name, printable ASCII without spaces or tabs"),
         "method": ("str", lambda v: is_method(v), f"{', '.join(HTTP_METHODS)} or another method in capitals"),
         "headers": ("headers", None, 'a list of "Name: value" strings, or a table of name = "value"'),
         "body": ("str", None, "text"),
@@ -784,7 +784,7 @@ def build(raw: dict[str, Any], where: str = "<flags>") -> Scenario:
     if server_given and "builtin" not in server_vals:
         server_vals["builtin"] = not server_vals.get("command")
     scenario = Scenario(
-        name=values[""].get("name", Path(where).stem if where.endswith(".toml") else "adhoc"),
+        name=values[""].get("name", _name_from_stem(where)),
         description=values[""].get("description", ""),
         target=Target(**values["target"]),
         server=Server(**server_vals),
@@ -955,6 +955,14 @@ def _check_consistency(s: Scenario, where: str) -> None:
     families = {":" in a for a in s.connection.source_addresses}
     if len(families) > 1:
         raise ScenarioError(f"{where}: connection.source_addresses mixes IPv4 and IPv6; use one family")
+
+
+def _name_from_stem(where: str) -> str:
+    """A scenario file's stem as its name, made a valid one (the rule of SCHEMA's name): the name
+    goes into folder names and figure titles, so `x$\\n$.toml` must not carry its `$` and newline there."""
+    if not where.endswith(".toml"):
+        return "adhoc"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(where).stem)[:64].strip("_") or "scenario"
 
 
 def load_scenario(path: str | Path | None, overrides: dict[str, Any] | None = None,

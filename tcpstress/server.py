@@ -3,7 +3,7 @@
 It exists to be predictable and countable: every accepted connection and every
 answered request is counted exactly, so a test or a run can compare the
 client's numbers with the server's. Its close policy decides which side sends
-the first FIN, and therefore which side collects TIME_WAIT (see FACTS.md):
+the first FIN, and therefore which side collects TIME_WAIT (see docs/kernel.md):
 
 - "client": the server never closes on its own initiative: after reaching
   `requests_per_connection` (or, for echo, after the agreed exchanges) it waits
@@ -740,12 +740,23 @@ _PR_SET_PDEATHSIG = 1
 
 
 def _die_with_parent(parent_pid: int) -> None:
+    """Be killed when the process that started this one dies, even by SIGKILL.
+
+    SIGKILL, not SIGTERM: the server ignores SIGTERM while starting and stopping
+    (see _stop_signals_ignored), and with the parent gone its counts are lost
+    anyway. The kernel sends it when the parent *thread* that forked us exits,
+    so the runner starts the server from its main thread. A built-in server's
+    own workers get the same, so the whole tree goes.
+    """
     libc = ctypes.CDLL(None, use_errno=True)
-    # SIGKILL, not SIGTERM: a worker ignores SIGTERM while starting and stopping
-    # (see _stop_signals_ignored), and with the parent gone its counts are lost anyway.
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect (we were reparented)
         os._exit(1)
+
+
+def exit_with_parent(parent_pid: int) -> None:
+    """`tcpstress serve --parent-pid PID`: a runner's built-in server never outlives the runner."""
+    _die_with_parent(parent_pid)
 
 
 def _worker_main(config: ServerConfig, port: int, started_at: float, parent_pid: int, pipe) -> None:

@@ -396,7 +396,7 @@ class Lab:
             if namespace_exists(name):
                 raise LabError(
                     f"namespace {name} already exists (left by a killed run? "
-                    f"`tcpstress cleanup` removes it)"
+                    f"`tcpstress lab cleanup` removes it)"
                 )
             _write_owner(name)  # first, so a concurrent cleanup() never sees it ownerless
             self._created.append(name)

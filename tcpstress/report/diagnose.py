@@ -13,8 +13,8 @@ returns zero or more Finding objects whose text cites the numbers it saw,
 and names the kernel knobs that change the outcome. In a run merged from
 shards (tcpstress merge) each shard's client and server is a host of its
 own: the rules speak of every shard's (see places.py), not the first's. The kernel facts behind
-the wording are in the project's FACTS.md; where the seed article disagrees,
-FACTS.md wins (e.g. tcp_fin_timeout does not touch TIME_WAIT or CLOSE_WAIT).
+the wording are in tcpstress/knowledge.py (docs/kernel.md); where the seed
+article disagrees, they win (e.g. tcp_fin_timeout does not touch TIME_WAIT or CLOSE_WAIT).
 
 The pieces, each a module of this package: rundata (loading run and
 comparison folders), places (where a side's sockets lived, per shard),
@@ -35,6 +35,7 @@ from tcpstress.report.rules_connections import (
     rule_refused_or_reset,
     rule_timeouts,
 )
+from tcpstress.report.rules_errors import rule_errors, rule_in_flight, rule_no_success
 from tcpstress.report.rules_load import (
     rule_generator_saturated,
     rule_incomplete_run,
@@ -105,6 +106,10 @@ RULES: tuple[Rule, ...] = (
     rule_open_model_lag,
     rule_generator_saturated,
     rule_server_saturated,
+    # Last: they speak of the errors the rules above leave unexplained.
+    rule_no_success,
+    rule_errors,
+    rule_in_flight,
 )
 
 

@@ -6,6 +6,7 @@ read in a terminal.
 
 from __future__ import annotations
 
+from html import escape
 from typing import TYPE_CHECKING
 
 from tcpstress.report.finding import Finding
@@ -16,8 +17,14 @@ if TYPE_CHECKING:
     from tcpstress.report.render import ReportContext
 
 
+def _text(text: object) -> str:
+    """User text (a description, a name, an error name) as Markdown text: Markdown passes raw HTML
+    through, so a scenario's "<script>" would become markup in any viewer that renders it."""
+    return escape(str(text), quote=False)
+
+
 def _cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    return _text(text).replace("|", "\\|").replace("\n", " ")
 
 
 def md_table(headers: list[str], rows: list[list[str]], left: int = 1) -> list[str]:
@@ -28,20 +35,20 @@ def md_table(headers: list[str], rows: list[list[str]], left: int = 1) -> list[s
 
 
 def _finding(f: Finding) -> list[str]:
-    who = f" [{f.variant}]" if f.variant else ""
-    lines = [f"- **{f.severity.upper()}**{who} **{f.title}**: {f.text}"]
+    who = f" [{_text(f.variant)}]" if f.variant else ""
+    lines = [f"- **{f.severity.upper()}**{who} **{_text(f.title)}**: {_text(f.text)}"]
     if f.advice:
-        lines.append(f"  *What to do:* {f.advice}")
+        lines.append(f"  *What to do:* {_text(f.advice)}")
     if f.knobs:
         lines.append("  Knobs: " + ", ".join(f"`{k}`" for k in f.knobs))
     return lines
 
 
 def render_markdown(ctx: "ReportContext", findings: list[Finding], figures: list[tuple[str, str, bytes]]) -> str:
-    out = [f"# {ctx.title}", ""]
+    out = [f"# {_text(ctx.title)}", ""]
     if ctx.description:
-        out += [ctx.description, ""]
-    out += [" · ".join(f"**{k}** {v}" for k, v in ctx.facts), ""]
+        out += [_text(ctx.description), ""]
+    out += [" · ".join(f"**{_text(k)}** {_text(v)}" for k, v in ctx.facts), ""]
     from tcpstress.thresholds import report_rows
 
     t_headers, t_rows = report_rows(ctx.runs)

@@ -14,6 +14,9 @@ from typing import Callable
 import matplotlib
 
 matplotlib.use("Agg")  # before pyplot: no display on servers and in tests
+# Names, variants and error names come from users and result.json: "$...$" in them must stay
+# text, never mathtext (an unknown command like $\nosuchcmd$ raises). No figure uses mathtext.
+matplotlib.rcParams["text.parse_math"] = False
 
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402

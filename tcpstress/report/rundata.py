@@ -263,7 +263,11 @@ class RunData:
 
     @property
     def requests(self) -> int:
-        return int(self.summary.get("requests", 0) or 0)
+        # A summary without it (streamed while running, or made by hand) counts from the intervals,
+        # so a run's successes are never read as none.
+        if "requests" not in self.summary:
+            return sum(int(iv.get("requests") or 0) for iv in self.result.intervals)
+        return int(self.summary.get("requests") or 0)
 
     @property
     def error_total(self) -> int:

@@ -45,7 +45,7 @@ GAUGES: frozenset[str] = frozenset(
     {"TcpCurrEstab", "TcpRtoAlgorithm", "TcpRtoMin", "TcpRtoMax", "TcpMaxConn"}
 )
 
-# The counters that reveal the failures tcpstress provokes (see FACTS.md).
+# The counters that reveal the failures tcpstress provokes (see docs/kernel.md).
 KEY_COUNTERS: tuple[str, ...] = (
     "TcpExtListenOverflows",
     "TcpExtListenDrops",

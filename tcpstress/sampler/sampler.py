@@ -606,13 +606,15 @@ def run_sample_command(
     out: Path | None,
     live: bool,
     stream: TextIO = sys.stderr,
+    force: bool = False,
 ) -> dict[str, Any]:
     """`tcpstress sample`: watch one namespace for `duration` seconds.
 
     Prints a live line per interval to `stream` when `live`. Writes the
     samples CSV to `out` (a file, or samples.csv inside an existing
     directory), else to stdout when stdout is not a terminal. Ctrl-C ends the
-    run early. Returns the summary. Raises ValueError for bad input.
+    run early. Returns the summary. Raises ValueError for bad input, and for
+    an `out` file that exists unless `force` (it may be a run's samples.csv).
     """
     if netns is not None and pid is not None:
         raise ValueError("sample: give --netns or --pid, not both")
@@ -626,7 +628,13 @@ def run_sample_command(
     owned: TextIO | None = None
     if out is not None:
         target = Path(out) / SAMPLES_FILE if Path(out).is_dir() else Path(out)
-        owned = csv_stream = open(target, "w", newline="", encoding="utf-8")
+        try:
+            # "x": created here or refused, even if another process makes the file meanwhile.
+            owned = csv_stream = open(target, "w" if force else "x", newline="", encoding="utf-8")
+        except FileExistsError:
+            raise ValueError(f"--out {target}: the file exists; choose a new file, or --force to overwrite it") from None
+        except OSError as e:
+            raise ValueError(f"--out {target}: cannot write: {e.strerror}") from None
     elif not sys.stdout.isatty():
         csv_stream = sys.stdout
 

@@ -22,15 +22,17 @@ SHARDS = 3
 CONNECTIONS = 6  # closed model: 2 per shard
 
 
-def _has(command_args: list[str], needle: str) -> bool:
-    return needle in run_cli(*command_args, "--help").stdout
+def _require(command_args: list[str], needle: str) -> None:
+    """Fail, never skip, when a flag or command is missing: a rename must not turn this test into a skip."""
+    usage = run_cli(*command_args, "--help").stdout
+    assert needle in usage, f"`tcpstress {' '.join(command_args)} --help` no longer mentions {needle}"
 
 
 @pytest.fixture(scope="module")
 def shard_run(tmp_path_factory):
     """Run the shards once for the module; yields (shard folders, the server's own count)."""
-    if not _has(["run"], "--shard") or not _has(["run"], "--start-at"):
-        pytest.skip("`tcpstress run` has no --shard/--start-at yet")
+    _require(["run"], "--shard")
+    _require(["run"], "--start-at")
     base = tmp_path_factory.mktemp("shards")
     server = ServerProcess(protocol="http", max_seconds=60)
     procs: list[subprocess.Popen] = []
@@ -99,8 +101,7 @@ def test_merged_shards_match_the_servers_count(shard_run, tmp_path):
 
 
 def test_merge_command_line(shard_run, tmp_path):
-    if not _has([], "merge"):
-        pytest.skip("`tcpstress merge` is not a command yet")
+    _require([], "merge")
     folders, served, start = shard_run
     proc = run_cli("merge", *folders, "--out", tmp_path / "merged", check=True)
     check_merged(tmp_path / "merged", folders, served, start)
@@ -109,3 +110,8 @@ def test_merge_command_line(shard_run, tmp_path):
     assert again.returncode == 2 and "exists and is not an empty folder" in again.stderr
     missing = run_cli("merge", folders[0], folders[2], "--out", tmp_path / "other")
     assert missing.returncode == 2 and "have 0,2 of 3: missing 1" in missing.stderr
+
+
+def test_a_missing_flag_fails_instead_of_skipping():
+    with pytest.raises(AssertionError, match="no longer mentions --renamed-away"):
+        _require(["run"], "--renamed-away")

@@ -150,7 +150,7 @@ def test_without_syncookies_syn_recv_holds_at_the_backlog_and_drops_count(
 ):
     seen = flood_lab(run_id, syncookies=0, in_netns=in_netns)
     check_every_syn_arrived_intact(seen)
-    # The SYN queue holds backlog + 1 request socks (FACTS.md: 129 for listen(128)),
+    # The SYN queue holds backlog + 1 request socks (docs/kernel.md: 129 for listen(128)),
     # and the entries stay after the flood: they live ~63 s of SYN-ACK retries.
     assert BACKLOG <= seen["after"] <= BACKLOG + 1
     assert max(seen["during"] + [seen["after"]]) == seen["after"], "SYN_RECV passed its plateau"

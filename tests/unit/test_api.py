@@ -52,3 +52,11 @@ def test_run_refuses_before_starting_anything(tmp_path):
     with pytest.raises(ScenarioError):
         tcpstress.run(Scenario(target=Target(port=80), load=Load(connections=0)), out=tmp_path / "x")
     assert not (tmp_path / "x").exists()
+
+
+def test_run_refuses_a_folder_another_run_claimed(tmp_path):
+    from tcpstress.results import FolderTaken, claim_folder
+
+    claim_folder(tmp_path / "x")
+    with pytest.raises(FolderTaken, match="another run"):
+        tcpstress.run(Scenario(target=Target(host="127.0.0.1", port=9)), out=tmp_path / "x")

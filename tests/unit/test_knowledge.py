@@ -23,7 +23,7 @@ from tcpstress.knowledge import (
     state_with_note,
 )
 
-# The knob table of FACTS.md, with where each lives and whether a namespace has it.
+# The knob table (docs/kernel.md), with where each lives and whether a namespace has it.
 FACTS_KNOBS = {
     "ip_local_port_range": ("net.ipv4.ip_local_port_range", True),
     "tcp_tw_reuse": ("net.ipv4.tcp_tw_reuse", True),
