@@ -490,7 +490,11 @@ class Engine:
                         raise StaleConnection() if self.is_stale(slot) else ShortResponse()
                     self.response_done(slot, responses[0], closing=True, eof=True)
                     return
+                interim = slot.parser.interim
                 responses = slot.parser.feed(data)
+                if not responses and slot.parser.interim != interim and not slot.parser.in_progress:
+                    # Only a 100 Continue so far: the answer's first byte is still to come.
+                    slot.first = 0.0
                 if responses:
                     if len(responses) > 1 or slot.parser.in_progress:
                         # More than the one answer asked for: the framing of this

@@ -526,6 +526,7 @@ class HttpResponseParser(_Http1Parser):
     ) -> None:
         super().__init__(max_header_bytes, max_body_bytes)
         self._head_request = request_method.upper() == "HEAD"
+        self.interim = 0  # 1xx responses skipped so far (the engine times the first byte after them)
 
     # Class-level so the conformance tests can run every case through both paths.
     fast_path = True
@@ -596,6 +597,7 @@ class HttpResponseParser(_Http1Parser):
         if status < 200:
             if status == 101:
                 raise ProtocolError("unexpected upgrade")
+            self.interim += 1
             return None  # interim response: the real one follows
         if self._head_request or status == 204 or status == 304:
             return response
