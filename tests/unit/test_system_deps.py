@@ -27,3 +27,9 @@ def test_make_test_and_demo_run_the_package_step():
     for target in ("test", "demo"):
         line = next(row for row in makefile.splitlines() if row.startswith(f"{target}:"))
         assert "system-deps" in line, f"make {target} does not install the Debian packages"
+
+
+def test_test_file_basenames_are_unique():
+    """pytest imports test files by basename (no packages here): two alike stop the whole collection."""
+    names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
+    assert len(names) == len(set(names)), sorted({n for n in names if names.count(n) > 1})
