@@ -23,6 +23,20 @@ def describe_load(scenario: dict) -> str:
     return f"{model}, {ka}, {conn['close']} closes, {load['workers']} worker(s)"
 
 
+def _lag_reason(result: RunResult) -> str:
+    """The cause the report's open-model finding names, so the summary line and the finding agree."""
+    from tcpstress.report.lag import lag_cause, schedule_check
+    from tcpstress.report.rundata import as_run_data
+    from tcpstress.results import ResultError
+
+    try:
+        run = as_run_data(result)
+        check = schedule_check(run)
+        return f": {lag_cause(run, check).key}" if check is not None else ""
+    except (ResultError, OSError):
+        return ""
+
+
 def format_summary(result: RunResult) -> str:
     d = result.data
     s = d["summary"]
@@ -72,7 +86,7 @@ def format_summary(result: RunResult) -> str:
         kept = s.get("kept_up", True)
         lines.append(f"  schedule     {s['intended_rate']:g}/s intended, {s['late_starts']:,} late starts, "
                      f"max lag {_ms(s['max_lag_us'])} ms"
-                     + ("" if kept else "  ** the generator could not keep up: corrected latencies include its lag **"))
+                     + ("" if kept else f"  ** behind schedule{_lag_reason(result)}: corrected latencies include the lag **"))
     states = s.get("states", {})
     for label, per_state in states.items():
         peaks = "  ".join(f"{st} {per_state.get(st, {}).get('peak', 0):,}" for st in KEY_STATES)

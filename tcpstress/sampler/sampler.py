@@ -11,7 +11,9 @@ Sampler takes for each namespace:
   since the previous sample (TcpCurrEstab and the constants as values);
 
 and for each process role ("generator", "target") the summed CPU % (100 = one
-core), RSS and open fds of the PIDs the caller's registry names at that moment.
+core), RSS and open fds of the PIDs the caller's registry names at that moment,
+plus a "host" row: the whole machine's busy CPU (100 = one core), steal % and
+1-minute load average, so the report can tell our CPU from everyone else's.
 
 Rows go to samples.csv / processes.csv as they are taken, flushed each
 interval. Times are `time.monotonic() - t0`, so they line up with the load
@@ -46,11 +48,14 @@ import psutil
 
 from tcpstress.results import PROCESSES_FILE, SAMPLES_FILE
 from tcpstress.sampler import procfs
+from tcpstress.sampler.hostcpu import HostCpuMeter
 from tcpstress.sampler.netlink import StateCounter
 from tcpstress.sampler.nsenter import netns_path, pid_netns_path, run_in_netns
 
 SOCKSTAT_COLUMNS = tuple(f"sockstat_{name}" for name in procfs.SOCKSTAT_FIELDS)
-PROCESS_COLUMNS = ("t", "role", "pids", "cpu_percent", "rss_bytes", "fds")
+PROCESS_COLUMNS = ("t", "role", "pids", "cpu_percent", "rss_bytes", "fds", "steal_percent", "load1")
+# The row of role "host" is the whole machine (hostcpu.py): every process, not only ours.
+HOST_ROLE = "host"
 _PROC_NET_FILES = ("tcp", "tcp6", "sockstat", "netstat", "snmp")
 
 ProcessRegistry = Union[Callable[[], Mapping[str, Iterable[int]]], Mapping[str, Iterable[int]]]
@@ -356,6 +361,7 @@ class Sampler:
         self._samples_stream = samples_stream
         self._on_sample = on_sample
         self._tracker = _ProcessTracker(processes)
+        self._host_cpu = HostCpuMeter()
         self._probes: list[_NamespaceProbe] = []
         self._summary = _Summary()
         self._latest: dict[str, dict[str, Any]] = {}
@@ -517,6 +523,11 @@ class Sampler:
                 "rss_bytes": figure["rss_bytes"],
                 "fds": figure["fds"],
             })
+        host = self._host_cpu.measure()
+        if host is not None:
+            rows.append({"t": t, "role": HOST_ROLE, "pids": "", "cpu_percent": round(host.busy_percent, 1),
+                         "rss_bytes": "", "fds": "", "steal_percent": round(host.steal_percent, 1),
+                         "load1": round(host.load1, 2)})
         return rows
 
 
