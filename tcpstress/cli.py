@@ -430,6 +430,10 @@ def _report_after_run(folders: list[Path], out: Path, err: bool = False, render:
         return False
     if found is not None:
         found.extend(findings)
+    from tcpstress.report.verdict import verdict_lines
+
+    for line in verdict_lines(runs, findings):
+        click.echo(f"verdict: {line}", err=err)
     if findings:
         click.echo("\nfindings:", err=err)
         for line in format_findings(findings):

@@ -76,6 +76,9 @@ def _facts(ctx: ReportContext) -> str:
     return f'<ul class="facts">{items}</ul>'
 
 
+from tcpstress.report.verdict import group_findings, verdict_lines  # noqa: E402
+
+
 def _verdict(findings: list[Finding]) -> str:
     if not findings:
         return '<div class="verdict ok">No problems found: no rule fired on these runs.</div>'
@@ -233,10 +236,13 @@ def render_html(ctx: ReportContext, findings: list[Finding], figures: list[tuple
     parts.append(_facts(ctx))
     parts.append(_thresholds(ctx.runs))
     parts.append(_variants(ctx, colours))
+    answer = verdict_lines(ctx.runs, findings)
+    if answer:
+        parts.append('<div class="verdict answer"><b>Verdict:</b> ' + "<br>".join(escape(x) for x in answer) + "</div>")
     parts.append(_verdict(findings))
     parts.append("<h2>Findings</h2>")
     if findings:
-        parts.extend(_finding(f, colours, several) for f in findings)
+        parts.extend(_finding(f, colours, several) for f in group_findings(findings))
         parts.append(_glossary(findings))
     else:
         parts.append('<p class="note">No rule fired: no port exhaustion, queue overflow, leak, errors or '
