@@ -793,7 +793,7 @@ def merge(folders, out, max_clock_skew):
               help="gallery folder (default: reports/<time>-gallery)")
 @click.option("--full", is_flag=True, help="every variant of every state scenario (about 6 minutes)")
 def gallery(out, full):
-    """Every TCP state of the article, reproduced in the lab, in one report (a few minutes; root)."""
+    """Make each TCP state from SYN_SENT to TIME_WAIT on demand in the lab and show them in one report (a few minutes; root)."""
     from tcpstress.gallery import GalleryError, run_gallery
     from tcpstress.lab.netns import check_lab_capability
     from tcpstress.results import folder_stamp
