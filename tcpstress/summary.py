@@ -23,6 +23,14 @@ def describe_load(scenario: dict) -> str:
     return f"{model}, {ka}, {conn['close']} closes, {load['workers']} worker(s)"
 
 
+def _state_peak(state: str, entry: dict) -> str:
+    """A state's peak; sockets an earlier run left (there before the load began) are said apart."""
+    peak, start = int(entry.get("peak", 0) or 0), int(entry.get("start", 0) or 0)
+    if state != "ESTABLISHED" and start >= 10 and start >= 0.1 * peak:
+        return f"{state} {max(peak - start, 0):,} (+{start:,} before the run)"
+    return f"{state} {peak:,}"
+
+
 def _lag_reason(result: RunResult) -> str:
     """The cause the report's open-model finding names, so the summary line and the finding agree."""
     from tcpstress.report.lag import lag_cause, schedule_check
@@ -89,7 +97,7 @@ def format_summary(result: RunResult) -> str:
                      + ("" if kept else f"  ** behind schedule{_lag_reason(result)}: corrected latencies include the lag **"))
     states = s.get("states", {})
     for label, per_state in states.items():
-        peaks = "  ".join(f"{st} {per_state.get(st, {}).get('peak', 0):,}" for st in KEY_STATES)
+        peaks = "  ".join(_state_peak(st, per_state.get(st, {})) for st in KEY_STATES)
         lines.append(f"  kernel ({label}) peak  {peaks}")
     if lat.get("error", {}).get("count"):
         lines.append("    (latencies are of successful requests; \"failed\" is responses with an unexpected status)")

@@ -250,9 +250,12 @@ class _Summary:
         self.processes: dict[str, dict[str, Any]] = {}
 
     def add_namespace_row(self, label: str, states: Mapping[str, int], deltas: Mapping[str, int]) -> None:
+        first = label not in self.states
         per_state = self.states.setdefault(label, {})
         for name, value in states.items():
-            entry = per_state.setdefault(name, {"peak": value, "final": value})
+            # "start": sockets already there at the first sample, before the load began
+            # (an earlier run's TIME_WAIT): the report tells them from this run's own.
+            entry = per_state.setdefault(name, {"peak": value, "final": value, **({"start": value} if first else {})})
             entry["peak"] = max(entry["peak"], value)
             entry["final"] = value
         totals = self.counters.setdefault(label, {})
