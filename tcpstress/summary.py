@@ -34,13 +34,14 @@ def _state_peak(state: str, entry: dict) -> str:
 def _lag_reason(result: RunResult) -> str:
     """The cause the report's open-model finding names, so the summary line and the finding agree."""
     from tcpstress.report.lag import lag_cause, schedule_check
+    from tcpstress.report.rules_load import LAG_TITLES
     from tcpstress.report.rundata import as_run_data
     from tcpstress.results import ResultError
 
     try:
         run = as_run_data(result)
         check = schedule_check(run)
-        return f": {lag_cause(run, check).key}" if check is not None else ""
+        return f": {LAG_TITLES[lag_cause(run, check).key]}" if check is not None else ""
     except (ResultError, OSError):
         return ""
 

@@ -24,9 +24,11 @@ HOST_ROLE = "host"
 # The generator is CPU-bound at this share of its cores; the host at this share of all cores.
 GENERATOR_BUSY = 0.9
 HOST_BUSY = 0.85
+OTHERS_BUSY = 40.0  # CPU % (100 = one core) used by processes other than the generator and target
 STEAL_BUSY = 10.0  # % of the machine taken by the hypervisor
 PORTS_CROWDED = 0.8  # TIME_WAIT + ESTABLISHED near the port range
 SLOW_CONNECT_US = 10_000
+SEARCH_SLOW = 0.3  # held share of the range from which connect()'s port search gets slow
 _ADDR = _is("EADDRNOTAVAIL", "EADDRINUSE")
 
 
@@ -112,7 +114,11 @@ def _ports_cause(run: RunData) -> LagCause | None:
     limit = port_limit(run)
     connect = run.latency_us("connect")
     crowded = limit is not None and held >= PORTS_CROWDED * limit[0]
-    slow = connect is not None and connect["p99"] >= SLOW_CONNECT_US and run.counter("TcpExtListenOverflows") == 0
+    # A slow connect() is the port search only in churn, with a good part of the range held:
+    # with a few long-lived connections it is a starved or slow process, not the ports.
+    churn = run.summary.get("connections") or 0
+    slow = (connect is not None and connect["p99"] >= SLOW_CONNECT_US and run.counter("TcpExtListenOverflows") == 0
+            and churn >= 0.5 * max(run.requests, 1) and limit is not None and held >= SEARCH_SLOW * limit[0])
     if not (refused or crowded or slow):
         return None
     parts, evidence = [], {}
@@ -151,7 +157,10 @@ def _server_cause(run: RunData, check: ScheduleCheck) -> LagCause | None:
     total = run.latency_us("total")
     if isinstance(connections, int) and connections > 0 and total and total["p50"] > 0:
         capacity = connections / (total["p50"] / 1e6)
-        if capacity < 0.9 * check.due_rate:
+        # ...and only if the connections were really all busy (the started rate reached that
+        # bound): a starved generator also stretches the latency it measures, but then leaves
+        # connections idle.
+        if capacity < 0.9 * check.due_rate and check.started_rate >= 0.8 * capacity:
             parts.append(f"each request took a median of {_ms(total['p50'])} to answer, so {connections:,} "
                          f"connections in flight carry at most {_fmt(round(capacity))}/s")
             evidence["capacity_per_s"] = round(capacity, 1)
@@ -188,14 +197,16 @@ def _host_cause(run: RunData) -> LagCause | None:
     cores = host_cores(run)
     ours = sum(m for role in ("generator", "target") if (m := _role_median(run, role)) is not None)
     others = max(host["cpu"] - ours, 0.0)
-    # Either the whole machine was near full, or other work took about a core of its own:
-    # the generator's worker then shares its core with it.
-    busy = host["cpu"] >= HOST_BUSY * 100 * cores or others >= 90.0
+    # Tried after the port range, the server and the generator's own CPU: a late generator
+    # that was not CPU-bound was starved, and other work using a good part of a core
+    # (or the whole machine near full) is what starves it.
+    busy = host["cpu"] >= HOST_BUSY * 100 * cores or others >= OTHERS_BUSY
     stolen = host["steal"] >= STEAL_BUSY
     if not (busy or stolen):
         return None
+    sampled = "the generator and the target" if _role_median(run, "target") is not None else "the generator"
     parts = [f"the machine's {cores} core(s) were busy at a median of {host['cpu']:.0f}% (100% = one core), "
-             f"{others:.0f}% of it outside the generator and the target"]
+             f"{others:.0f}% of it outside {sampled}"]
     if stolen:
         parts.append(f"the hypervisor took {host['steal']:.0f}% (steal)")
     parts.append(f"1-minute load average up to {host['load1']:.1f}")
