@@ -127,13 +127,8 @@ def format_summary(result: RunResult) -> str:
 
 def format_comparison(runs) -> str:
     """A side-by-side text table of variants, from the reporter's comparison rows."""
-    from tcpstress.report.diagnose import comparison_rows, comparison_table
+    from tcpstress.report.diagnose import comparison_rows
+    from tcpstress.report.tables import terminal_tables
 
-    header, table = comparison_table(comparison_rows(runs))
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *table)]
-
-    def fmt(cells):
-        return "  ".join(str(c).ljust(w) if i in (0, 3) else str(c).rjust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths)))
-
-    return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in table])
+    # 120 columns: zero columns dropped, kernel counters (and peaks if need be) in a second table.
+    return terminal_tables(comparison_rows(runs))

@@ -173,9 +173,17 @@ def _knobs(runs: list[RunData]) -> str:
     headers, rows, differs = knob_table(runs)
     if not rows:
         return '<p class="note">No sysctls were read back.</p>'
-    classes = ["differs" if d else "" for d in differs]
-    note = '<p class="note">Highlighted: knobs whose value differs between runs.</p>' if any(differs) else ""
-    return _table(headers, rows, left=2, row_classes=classes) + note
+    if len(runs) < 2 or not any(differs) or all(differs):
+        classes = ["differs" if d else "" for d in differs]
+        note = '<p class="note">Highlighted: knobs whose value differs between runs.</p>' if any(differs) else ""
+        return _table(headers, rows, left=2, row_classes=classes) + note
+    # The knobs that differ are the point of a comparison; the rest are folded away.
+    changed = [r for r, d in zip(rows, differs) if d]
+    same = [r for r, d in zip(rows, differs) if not d]
+    return (f'<p class="note">{len(changed)} knob{"s" if len(changed) > 1 else ""} differed between runs:</p>'
+            + _table(headers, changed, left=2, row_classes=["differs"] * len(changed))
+            + f"<details><summary>The other {len(same)} knobs, the same in every run</summary>"
+            + _table(headers, same, left=2) + "</details>")
 
 
 def _variants(ctx: ReportContext, colours: dict[str, str]) -> str:

@@ -169,3 +169,45 @@ def knob_table(runs: list[RunData]) -> tuple[list[str], list[list[str]], list[bo
             rows.append([shown, knob] + ["–" if v is None else str(v).replace("\t", " ") for v in values])
             differs.append(len({str(v) for v in values}) > 1)
     return headers, rows, differs
+
+
+_ZERO_CELLS = {"0", "0.00", "–", ""}
+
+
+def _text_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+
+    def fmt(cells: list[str]) -> str:
+        return "  ".join(str(c).ljust(w) if i == 0 or header[i] == "errors" else str(c).rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    return [fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
+
+
+def terminal_tables(rows: list[dict[str, Any]], width: int = 120) -> str:
+    """The side-by-side table for a terminal of `width` columns.
+
+    Columns that are zero in every run are dropped; the kernel counters go to a
+    second table, and the state peaks join them while the first is still too wide.
+    """
+    headers, cells = comparison_table(rows)
+    keep = [i for i, h in enumerate(headers)
+            if i < 2 or h in ("p50 ms", "p99 ms") or any(r[i] not in _ZERO_CELLS for r in cells)]
+    counter_names = {c.removeprefix("TcpExt").removeprefix("Tcp") for c in KEY_COUNTERS}
+    first = [i for i in keep if headers[i] not in counter_names]
+    second = [i for i in keep if headers[i] in counter_names]
+
+    def width_of(columns: list[int]) -> int:
+        return max(len(line) for line in _text_table([headers[i] for i in columns],
+                                                     [[r[i] for i in columns] for r in cells]))
+
+    # Peaks move over, rightmost first, until the first table fits.
+    while width_of(first) > width and any(headers[i].startswith("peak ") for i in first):
+        moved = [i for i in first if headers[i].startswith("peak ")][-1]
+        first.remove(moved)
+        second.insert(0, moved)
+    out = _text_table([headers[i] for i in first], [[r[i] for i in first] for r in cells])
+    if second:
+        columns = [0] + sorted(second)
+        out += ["", *_text_table([headers[i] for i in columns], [[r[i] for i in columns] for r in cells])]
+    return "\n".join(out)
