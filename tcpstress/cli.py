@@ -432,7 +432,10 @@ def _report_after_run(folders: list[Path], out: Path, err: bool = False, render:
         found.extend(findings)
     from tcpstress.report.verdict import verdict_lines
 
-    for line in verdict_lines(runs, findings):
+    verdict = verdict_lines(runs, findings)
+    if verdict:
+        click.echo("", err=err)
+    for line in verdict:
         click.echo(f"verdict: {line}", err=err)
     if findings:
         click.echo("\nfindings:", err=err)
