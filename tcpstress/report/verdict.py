@@ -37,7 +37,8 @@ def verdict_lines(runs: list[RunData], findings: list[Finding]) -> list[str]:
     """One or two lines for a comparison (empty for a single run)."""
     if len(runs) < 2:
         return []
-    late = {f.variant for f in findings if f.rule == "open_model_lag" and f.variant}
+    late = {f.variant for f in findings
+            if f.rule == "open_model_lag" and f.variant and not f.evidence.get("kept_schedule")}
     base, *others = [_outcome(r, late) for r in runs]
     if base.error_pct == 0 and not base.late:
         worse = [o.label for o in others if o.error_pct > 0 or o.late]
