@@ -23,6 +23,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator  # noqa: E402
 
+from tcpstress.report.lag import host_cores  # noqa: E402
 from tcpstress.report.limits import accept_queue_limit, port_limit  # noqa: E402
 from tcpstress.report.rundata import RunData  # noqa: E402
 from tcpstress.report.tables import KEY_COUNTERS, comparison_rows  # noqa: E402
@@ -449,9 +450,12 @@ def trailing_mean(ts: list[float], vs: list[float], window: float = 1.0) -> list
 
 
 def plot_cpu(runs: list[RunData], colours: dict[str, str]) -> Figure:
-    fig, axes = _grid(2, 1, 2.5)
-    for ax, role, title in ((axes[0], "generator", "Generator (tcpstress load workers)"),
-                            (axes[1], "target", "Target (the server under test)")):
+    panels = [("generator", "Generator (tcpstress load workers)"), ("target", "Target (the server under test)")]
+    if any(run.cpu("host")[0] for run in runs):
+        # The whole machine: other work on a shared host starves the generator without showing in its own CPU.
+        panels.append(("host", "Whole machine (every process; 100% = one core)"))
+    fig, axes = _grid(len(panels), 1, 2.5)
+    for ax, (role, title) in zip(axes, panels):
         cores = 1
         drawn = False
         for i, run in enumerate(runs):
@@ -459,7 +463,7 @@ def plot_cpu(runs: list[RunData], colours: dict[str, str]) -> Figure:
             if ts:
                 ax.plot(ts, trailing_mean(ts, vs), color=colours[run.label], linewidth=_width(i, len(runs)))
                 drawn = True
-                cores = max(cores, run.cores(role))
+                cores = max(cores, host_cores(run) if role == "host" else run.cores(role))
         if not drawn:
             _no_data(ax, f"no {role} process samples")
         for k in range(1, cores + 1):
@@ -471,7 +475,7 @@ def plot_cpu(runs: list[RunData], colours: dict[str, str]) -> Figure:
         ax.set_title(title, fontsize=10, loc="left", fontweight="bold")
         ax.set_ylabel("CPU %, 1 s mean")
         ax.grid(alpha=0.3)
-    axes[1].set_xlabel(TIME_LABEL)
+    axes[-1].set_xlabel(TIME_LABEL)
     _run_legend(fig, runs, colours, _mark_fault(axes, runs), title="CPU use: a flat line at a core limit means saturated")
     return fig
 
@@ -481,7 +485,7 @@ FIGURES = (
     ("throughput.png", "Throughput and errors", plot_throughput),
     ("latency.png", "Latency percentile spectrum", plot_latency),
     ("summary.png", "Summary per run", plot_summary),
-    ("cpu.png", "CPU of generator and target", plot_cpu),
+    ("cpu.png", "CPU of generator, target and the whole machine", plot_cpu),
 )
 
 
