@@ -34,6 +34,7 @@ h2 { font-size: 19px; margin: 32px 0 10px; padding-bottom: 4px; border-bottom: 1
 .verdict.ok { background: #e8f5ec; color: #1e6b34; }
 .verdict.bad { background: #fdecee; color: #9b1c2c; }
 .verdict.warn { background: #fff4e0; color: #7a4d00; }
+.verdict.answer { background: #eaf1fb; color: #123a6b; font-size: 16px; }
 .finding { border-left: 5px solid #999; background: #fafafa; padding: 10px 14px; margin: 10px 0;
            border-radius: 0 6px 6px 0; }
 .finding.critical { border-color: #c62828; background: #fdf1f2; }
