@@ -42,8 +42,8 @@ def _lag_reason(result: RunResult) -> str:
         run = as_run_data(result)
         check = schedule_check(run)
         return f": {LAG_TITLES[lag_cause(run, check).key]}" if check is not None else ""
-    except (ResultError, OSError):
-        return ""
+    except (ResultError, OSError, ValueError, KeyError, TypeError):
+        return ""  # an odd folder loses the cause on this line, never the summary itself
 
 
 def format_summary(result: RunResult) -> str:
