@@ -430,6 +430,13 @@ def _report_after_run(folders: list[Path], out: Path, err: bool = False, render:
         return False
     if found is not None:
         found.extend(findings)
+    from tcpstress.report.verdict import verdict_lines
+
+    verdict = verdict_lines(runs, findings)
+    if verdict:
+        click.echo("", err=err)
+    for line in verdict:
+        click.echo(f"verdict: {line}", err=err)
     if findings:
         click.echo("\nfindings:", err=err)
         for line in format_findings(findings):
@@ -448,26 +455,38 @@ def _report_after_run(folders: list[Path], out: Path, err: bool = False, render:
 @cli.command()
 @click.argument("scenario_file", type=click.Path(dir_okay=False))
 @click.option("--variants", "variant_names", help="comma-separated variant names (default: all)")
+@click.option("--profiles", "profile_names", help="comma-separated shipped profiles (tcpstress profiles) to run as "
+              "the variants instead of the scenario's own (a lab scenario)")
+@click.option("--target", "-t", help="the server to load, as for run: a URL or HOST:PORT")
 @_run_options
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), help="comparison folder")
 @click.option("--quiet", "-q", is_flag=True, help="no live line")
 @_gate_options
-def compare(scenario_file, variant_names, out, quiet, threshold_exprs, json_out, no_report, fail_on, repeat,
-            **kwargs):
+def compare(scenario_file, variant_names, profile_names, target, out, quiet, threshold_exprs, json_out, no_report,
+            fail_on, repeat, **kwargs):
     """Run every variant of a scenario (in a fresh lab each, when lab = true) and compare them."""
+    if profile_names and variant_names:
+        fail("--profiles and --variants: give one of them (the profiles are the variants)")
     _compare(scenario_file, variant_names, out, quiet, _rate_implies_open(_overrides(kwargs)),
              threshold_exprs=threshold_exprs, json_out=json_out, no_report=no_report, fail_on=fail_on,
-             repeat=repeat)
+             repeat=repeat, target=target, profile_names=profile_names)
 
 
 def _compare(scenario_file, variant_names, out, quiet, overrides, threshold_exprs=(), json_out=False,
-             no_report=False, fail_on=None, repeat=1) -> None:
+             no_report=False, fail_on=None, repeat=1, target=None, profile_names=None) -> None:
     from tcpstress import runner
     from tcpstress.results import load_result
     from tcpstress.scenario import ScenarioError
     from tcpstress.summary import format_comparison
 
-    scenario = _load(scenario_file, None, overrides)
+    scenario = _load(scenario_file, target, overrides)
+    if profile_names:
+        from tcpstress.profile_variants import with_profiles
+
+        try:
+            scenario = with_profiles(scenario, profile_names)
+        except ScenarioError as e:
+            fail(str(e))
     checks = _thresholds(scenario, threshold_exprs)
     say = _say(json_out)
     names = [n.strip() for n in variant_names.split(",") if n.strip()] if variant_names else None
@@ -959,7 +978,7 @@ def merge(folders, out, max_clock_skew):
               help="gallery folder (default: reports/<time>-gallery)")
 @click.option("--full", is_flag=True, help="every variant of every state scenario (about 6 minutes)")
 def gallery(out, full):
-    """Every TCP state of the article, reproduced in the lab, in one report (a few minutes; root)."""
+    """Make each TCP state from SYN_SENT to TIME_WAIT on demand in the lab and show them in one report (a few minutes; root)."""
     from tcpstress.gallery import GalleryError, run_gallery
     from tcpstress.lab.netns import check_lab_capability
     from tcpstress.results import folder_stamp

@@ -559,6 +559,11 @@ class State:
     myths: tuple[Myth, ...] = ()
 
 
+_FIN_TIMEOUT_IS_NOT_TIME_WAIT = (
+    "tcp_fin_timeout bounds how long an orphaned FIN_WAIT2 socket waits for the "
+    "peer's FIN; the TIME_WAIT that follows still lasts the compiled-in 60 s "
+    "(TCP_TIMEWAIT_LEN)."
+)
 _TIME_WAIT_IS_FIXED = (
     "TIME_WAIT lasts 60 s on every mainline Linux kernel: TCP_TIMEWAIT_LEN is "
     "compiled in and no sysctl changes it."
@@ -681,7 +686,7 @@ STATES: tuple[State, ...] = (
                 "It limits how long an orphaned FIN_WAIT2 socket of the ACTIVE closer "
                 "waits for the peer's FIN.",
             ),
-            Myth("tcp_fin_timeout shortens TIME_WAIT", _TIME_WAIT_IS_FIXED),
+            Myth("tcp_fin_timeout shortens TIME_WAIT", _FIN_TIMEOUT_IS_NOT_TIME_WAIT),
         ),
     ),
     State(
@@ -748,7 +753,7 @@ STATES: tuple[State, ...] = (
         counters=("TcpExtTW", "TcpExtTWRecycled", "TcpExtTCPTimeWaitOverflow"),
         myths=(
             Myth("TIME_WAIT lasts 60 s because of a RHEL setting", _TIME_WAIT_IS_FIXED),
-            Myth("tcp_fin_timeout shortens TIME_WAIT", _TIME_WAIT_IS_FIXED),
+            Myth("tcp_fin_timeout shortens TIME_WAIT", _FIN_TIMEOUT_IS_NOT_TIME_WAIT),
             Myth(
                 "tcp_tw_recycle = 1 recycles TIME_WAIT sockets quickly",
                 "tcp_tw_recycle was removed in Linux 4.12 (it broke clients behind NAT); "

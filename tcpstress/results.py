@@ -41,7 +41,7 @@ result.json (format "tcpstress-result/1"):
         "requests_per_s": 1234.0, "connections_per_s": 1234.0,
         "errors": {"EADDRNOTAVAIL": 3}, "error_total": 3,
         "intended_rate": null | 1000.0, "started": 0, "late_starts": 0, "max_lag_us": 0,
-        "kept_up": true (open model only: started >= 99% of the schedule, <= 1% late),
+        "kept_up": true (open model only: started >= 90% of the (ramped) schedule, not > 1% late by 100 ms),
         "latency_us": {"total": PCT, "connect": PCT, "ttfb": PCT, "corrected": PCT | absent},
         "states": {"client": {"TIME_WAIT": {"peak": 1000, "final": 998}, ...}, ...},
         "counters": {"client": {"TcpExtListenOverflows": 0, ...}, ...},
@@ -434,9 +434,11 @@ def kept_up(summary: dict[str, Any], due: float | None) -> bool:
     summary has "started" (a run's; merged shards count requests and errors).
     """
     started = summary.get("started") or summary["requests"] + summary["error_total"]
-    if due and started < 0.99 * due:
+    if due and started < 0.9 * due:
         return False
-    return summary["late_starts"] <= 0.01 * max(started, 1)
+    # The same bar as the report's "fell behind its schedule" finding, so the two agree:
+    # starts late by a millisecond or two are a busy event loop, not a slipped schedule.
+    return summary["late_starts"] <= 0.01 * max(started, 1) or summary.get("max_lag_us", 0) < 100_000
 
 
 def interval_totals(intervals: list[dict[str, Any]], hists: dict[str, HdrHistogram]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from tcpstress import __version__, results
+from tcpstress.load import schedule
 from tcpstress.load.processes import IntervalMerger, WorkerFailure, WorkerPool
 from tcpstress.scenario import Scenario, ScenarioError, resolve_target
 from tcpstress.server_watch import ServerWatch
@@ -516,7 +517,9 @@ def _result_data(meta: dict, merger: IntervalMerger, s: Scenario, pool: WorkerPo
         summary["requests_by_name"] = merger.named_summary()
     duration = sum(iv["duration"] for iv in intervals)
     if s.load.model == "open" and duration:
-        due = s.load.rate * duration if not s.load.ramp else None
+        # The ramped schedule, from the end of the warm-up: a ramp asks for less than the full rate.
+        due = (schedule.operations_due(s.load.warmup + duration, s.load.rate, s.load.ramp)
+               - schedule.operations_due(s.load.warmup, s.load.rate, s.load.ramp))
         summary["kept_up"] = results.kept_up(summary, due)
     if server and server.served:
         summary["server"] = server.served

@@ -27,6 +27,29 @@ def describe_load(scenario: dict) -> str:
     return f"{model}, {ka}, {conn['close']} closes, {load['workers']} worker(s)"
 
 
+def _state_peak(state: str, entry: dict) -> str:
+    """A state's peak; sockets an earlier run left (there before the load began) are said apart."""
+    peak, start = int(entry.get("peak", 0) or 0), int(entry.get("start", 0) or 0)
+    if state != "ESTABLISHED" and start >= 10 and start >= 0.1 * peak:
+        return f"{state} {max(peak - start, 0):,} (+{start:,} before the run)"
+    return f"{state} {peak:,}"
+
+
+def _lag_reason(result: RunResult) -> str:
+    """The cause the report's open-model finding names, so the summary line and the finding agree."""
+    from tcpstress.report.lag import lag_cause, schedule_check
+    from tcpstress.report.rules_load import LAG_TITLES
+    from tcpstress.report.rundata import as_run_data
+    from tcpstress.results import ResultError
+
+    try:
+        run = as_run_data(result)
+        check = schedule_check(run)
+        return f": {LAG_TITLES[lag_cause(run, check).key]}" if check is not None else ""
+    except (ResultError, OSError, ValueError, KeyError, TypeError):
+        return ""  # an odd folder loses the cause on this line, never the summary itself
+
+
 def format_summary(result: RunResult) -> str:
     d = result.data
     s = d["summary"]
@@ -76,11 +99,11 @@ def format_summary(result: RunResult) -> str:
         kept = s.get("kept_up", True)
         lines.append(f"  schedule     {s['intended_rate']:g}/s intended, {s['late_starts']:,} late starts, "
                      f"max lag {_ms(s['max_lag_us'])} ms"
-                     + ("" if kept else "  ** the generator could not keep up: corrected latencies include its lag **"))
+                     + ("" if kept else f"  ** behind schedule{_lag_reason(result)}: corrected latencies include the lag **"))
     lines += format_stages(s.get("stages") or [])
     states = s.get("states", {})
     for label, per_state in states.items():
-        peaks = "  ".join(f"{st} {per_state.get(st, {}).get('peak', 0):,}" for st in KEY_STATES)
+        peaks = "  ".join(_state_peak(st, per_state.get(st, {})) for st in KEY_STATES)
         lines.append(f"  kernel ({label}) peak  {peaks}")
     if lat.get("error", {}).get("count"):
         lines.append("    (latencies are of successful requests; \"failed\" is responses with an unexpected status)")
@@ -123,13 +146,8 @@ def format_stages(stages: list[dict]) -> list[str]:
 
 def format_comparison(runs) -> str:
     """A side-by-side text table of variants, from the reporter's comparison rows."""
-    from tcpstress.report.diagnose import comparison_rows, comparison_table
+    from tcpstress.report.diagnose import comparison_rows
+    from tcpstress.report.tables import terminal_tables
 
-    header, table = comparison_table(comparison_rows(runs))
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *table)]
-
-    def fmt(cells):
-        return "  ".join(str(c).ljust(w) if i in (0, 3) else str(c).rjust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths)))
-
-    return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in table])
+    # 120 columns: zero columns dropped, kernel counters (and peaks if need be) in a second table.
+    return terminal_tables(comparison_rows(runs))

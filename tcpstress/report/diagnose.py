@@ -129,10 +129,12 @@ def format_findings(findings: list[Finding], width: int = 100) -> list[str]:
     """Lines for a terminal: a headline per finding, its text wrapped and indented, its knobs."""
     import textwrap
 
+    from tcpstress.report.verdict import group_findings
+
     if not findings:
         return ["No problems found."]
     lines = []
-    for f in findings:
+    for f in group_findings(findings):
         who = f" [{f.variant}]" if f.variant else ""
         lines.append(f"{f.severity.upper()}{who} {f.title}")
         lines.extend(textwrap.wrap(f.text, width=width, initial_indent="    ", subsequent_indent="    "))

@@ -32,3 +32,12 @@ def _is(*names: str) -> Callable[[str], bool]:
 def _is_timeout(name: str) -> bool:
     upper = name.upper()
     return "TIMEDOUT" in upper or "TIMEOUT" in upper
+
+
+# A failure share this large is an outage for the users of the run; below it, a degradation.
+OUTAGE_PCT = 10.0
+
+
+def impact_severity(error_pct: float) -> str:
+    """Severity of an error finding by the share of attempts that failed: 2.9% and 87.5% are not alike."""
+    return "critical" if error_pct >= OUTAGE_PCT else "warning"

@@ -34,6 +34,7 @@ h2 { font-size: 19px; margin: 32px 0 10px; padding-bottom: 4px; border-bottom: 1
 .verdict.ok { background: #e8f5ec; color: #1e6b34; }
 .verdict.bad { background: #fdecee; color: #9b1c2c; }
 .verdict.warn { background: #fff4e0; color: #7a4d00; }
+.verdict.answer { background: #eaf1fb; color: #123a6b; font-size: 16px; }
 .finding { border-left: 5px solid #999; background: #fafafa; padding: 10px 14px; margin: 10px 0;
            border-radius: 0 6px 6px 0; }
 .finding.critical { border-color: #c62828; background: #fdf1f2; }
@@ -74,6 +75,9 @@ def _swatch(colour: str) -> str:
 def _facts(ctx: ReportContext) -> str:
     items = "".join(f"<li><b>{escape(k)}</b>{escape(v)}</li>" for k, v in ctx.facts)
     return f'<ul class="facts">{items}</ul>'
+
+
+from tcpstress.report.verdict import group_findings, verdict_lines  # noqa: E402
 
 
 def _verdict(findings: list[Finding]) -> str:
@@ -170,9 +174,17 @@ def _knobs(runs: list[RunData]) -> str:
     headers, rows, differs = knob_table(runs)
     if not rows:
         return '<p class="note">No sysctls were read back.</p>'
-    classes = ["differs" if d else "" for d in differs]
-    note = '<p class="note">Highlighted: knobs whose value differs between runs.</p>' if any(differs) else ""
-    return _table(headers, rows, left=2, row_classes=classes) + note
+    if len(runs) < 2 or not any(differs) or all(differs):
+        classes = ["differs" if d else "" for d in differs]
+        note = '<p class="note">Highlighted: knobs whose value differs between runs.</p>' if any(differs) else ""
+        return _table(headers, rows, left=2, row_classes=classes) + note
+    # The knobs that differ are the point of a comparison; the rest are folded away.
+    changed = [r for r, d in zip(rows, differs) if d]
+    same = [r for r, d in zip(rows, differs) if not d]
+    return (f'<p class="note">{len(changed)} knob{"s" if len(changed) > 1 else ""} differed between runs:</p>'
+            + _table(headers, changed, left=2, row_classes=["differs"] * len(changed))
+            + f"<details><summary>The other {len(same)} knobs, the same in every run</summary>"
+            + _table(headers, same, left=2) + "</details>")
 
 
 def _variants(ctx: ReportContext, colours: dict[str, str]) -> str:
@@ -233,10 +245,13 @@ def render_html(ctx: ReportContext, findings: list[Finding], figures: list[tuple
     parts.append(_facts(ctx))
     parts.append(_thresholds(ctx.runs))
     parts.append(_variants(ctx, colours))
+    answer = verdict_lines(ctx.runs, findings)
+    if answer:
+        parts.append('<div class="verdict answer"><b>Verdict:</b> ' + "<br>".join(escape(x) for x in answer) + "</div>")
     parts.append(_verdict(findings))
     parts.append("<h2>Findings</h2>")
     if findings:
-        parts.extend(_finding(f, colours, several) for f in findings)
+        parts.extend(_finding(f, colours, several) for f in group_findings(findings))
         parts.append(_glossary(findings))
     else:
         parts.append('<p class="note">No rule fired: no port exhaustion, queue overflow, leak, errors or '

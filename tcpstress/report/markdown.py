@@ -61,9 +61,14 @@ def render_markdown(ctx: "ReportContext", findings: list[Finding], figures: list
         against = "differs from the first run of its scenario in" if mixed else f"differs from {ctx.runs[0].label} in"
         out += md_table(["run", "description", against], rows, left=3)
         out.append("")
+    from tcpstress.report.verdict import group_findings, verdict_lines
+
+    answer = verdict_lines(ctx.runs, findings)
+    if answer:
+        out += ["**Verdict:** " + _text(" ".join(answer)), ""]
     out += ["## Findings", ""]
     if findings:
-        for f in findings:
+        for f in group_findings(findings):
             out += _finding(f)
     else:
         out.append("No problems found: no rule fired on these runs.")

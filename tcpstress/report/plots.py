@@ -21,8 +21,9 @@ matplotlib.rcParams["text.parse_math"] = False
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator  # noqa: E402
 
+from tcpstress.report.lag import host_cores  # noqa: E402
 from tcpstress.report.limits import accept_queue_limit, port_limit  # noqa: E402
 from tcpstress.report.rundata import RunData  # noqa: E402
 from tcpstress.report.tables import KEY_COUNTERS, comparison_rows  # noqa: E402
@@ -88,6 +89,25 @@ def _run_legend(fig: Figure, runs: list[RunData], colours: dict[str, str], extra
     _header(fig, title, handles + (extra or []))
 
 
+def _integer_ticks(ax) -> None:
+    """Counts of sockets or requests are whole: no 0.2 ticks on a series that peaked at 1 or 2."""
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _mark_fault(axes: list, runs: list[RunData]) -> list[Line2D]:
+    """A lab fault's (or flood's) start as a vertical line on every time axis; its legend handle."""
+    starts = {}
+    for run in runs:
+        fault = run.result.data.get("fault")
+        if isinstance(fault, dict) and fault.get("kind") not in (None, "none") and isinstance(fault.get("at"), (int, float)):
+            starts.setdefault((float(fault["at"]), str(fault["kind"])), None)
+    for ax in axes:
+        for at, _ in starts:
+            ax.axvline(at, color="#9c27b0", linestyle="-.", linewidth=1.2)
+    return [Line2D([], [], color="#9c27b0", linestyle="-.", label=f"{kind} starts (t={at:g} s)")
+            for at, kind in list(starts)[:2]]
+
+
 def _no_data(ax, text: str) -> None:
     ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="#777777")
 
@@ -142,7 +162,8 @@ def _draw_limits(ax, values: dict[str, int], colours: dict[str, str], label: str
 
 
 def plot_states(runs: list[RunData], colours: dict[str, str]) -> Figure:
-    shown = [s for s in STATE_ORDER if any(r.peak(s, ns) > 0 for r in runs for ns in r.namespaces)]
+    # A state that never passed 1 socket anywhere is noise of the sampling, not a finding.
+    shown = [s for s in STATE_ORDER if any(r.peak(s, ns) > 1 for r in runs for ns in r.namespaces)]
     if not shown:
         fig, axes = _grid(1, 1, 2.5)
         _no_data(axes[0], "no socket states were sampled")
@@ -154,12 +175,21 @@ def plot_states(runs: list[RunData], colours: dict[str, str]) -> Figure:
     limit_handles: list[Line2D] = []
     for ax, state in zip(axes, shown):
         for i, run in enumerate(runs):
+            ends: dict[float, list[str]] = {}  # a line's last value -> the sides whose line ends there
+            last_t = 0.0
             for ns in run.namespaces:
                 ts, vs = run.series(state, ns)
                 if vs and max(vs) > 0:
                     ax.plot(ts, vs, color=colours[run.label], linestyle=NS_STYLE.get(ns.rpartition(":")[2], "-"),
                             linewidth=_width(i, len(runs)))
                     spaces_seen.add(ns)
+                    if ns != "host":
+                        ends.setdefault(vs[-1], []).append(ns.rpartition(":")[2])
+                        last_t = max(last_t, ts[-1])
+            # The side named on the line itself, at its end, stacked by run; sides ending together share a label.
+            for value, sides in ends.items():
+                ax.annotate(" + ".join(dict.fromkeys(sides)), xy=(last_t, value), xytext=(4, 9 * i - 4),
+                            textcoords="offset points", fontsize=7, color=colours[run.label], annotation_clip=False)
         if state == "TIME_WAIT":
             ports = {r.label: lim[0] for r in runs if (lim := _port_limit_shown(r))}
             limit_handles += _draw_limits(ax, ports, colours, "ports:")
@@ -171,6 +201,7 @@ def plot_states(runs: list[RunData], colours: dict[str, str]) -> Figure:
         ax.set_ylim(bottom=0)
         ax.margins(y=0.12)
         ax.grid(alpha=0.3)
+        _integer_ticks(ax)
         _thousands(ax)
     for ax in axes[-cols:]:
         ax.set_xlabel(TIME_LABEL)
@@ -185,7 +216,8 @@ def plot_states(runs: list[RunData], colours: dict[str, str]) -> Figure:
         # A merged run: its shards' namespaces share the run's colour, and lines that coincide hide each other.
         extra.append(Line2D([], [], color="black", linewidth=1, label=f"one line per shard ({len(shard_labels)})"))
     extra += limit_handles[:1]
-    _run_legend(fig, runs, colours, extra, "Socket states over time (states never seen are left out)")
+    extra += _mark_fault(axes, runs)
+    _run_legend(fig, runs, colours, extra, "Socket states over time (states that stayed at 0-1 are left out)")
     return fig
 
 
@@ -241,9 +273,10 @@ def plot_throughput(runs: list[RunData], colours: dict[str, str]) -> Figure:
         ax.set_ylim(bottom=0)
         ax.margins(y=0.12)
         ax.grid(alpha=0.3)
+        _integer_ticks(ax)
         _thousands(ax)
     ax_err.set_xlabel(TIME_LABEL)
-    _run_legend(fig, runs, colours, title="Throughput and errors per second")
+    _run_legend(fig, runs, colours, _mark_fault(axes, runs), title="Throughput and errors per second")
     return fig
 
 
@@ -280,7 +313,10 @@ def plot_latency(runs: list[RunData], colours: dict[str, str]) -> Figure:
             if hist is None or hist.get_total_count() == 0:
                 continue
             xs, ys = spectrum(hist)
-            label = run.label if metric == "total" else f"{run.label}, from intended start"
+            # Failed attempts have no latency here: their share stands beside the run's name,
+            # so a run where most attempts failed does not read as the fastest.
+            failed = f" ({run.error_pct:.1f}% failed, not drawn)" if run.error_total else ""
+            label = run.label + failed if metric == "total" else f"{run.label}, from intended start"
             ax.plot(xs, ys, color=colours[run.label], linestyle=style, linewidth=_width(i, len(runs)), label=label)
             any_line = True
             corrected_seen |= metric == "corrected"
@@ -305,7 +341,8 @@ def plot_latency(runs: list[RunData], colours: dict[str, str]) -> Figure:
     ax.set_xlabel("percentile")
     ax.grid(alpha=0.3, which="both")
     if any_line:
-        ax.legend(loc="best", fontsize=9)
+        # Outside the axes: inside, it covers the tail the figure is drawn for.
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, borderaxespad=0)
     title = "Latency by percentile (merged .hlog, one line per run)"
     if corrected_seen:
         title += "\ndashed: measured from each request's intended start (corrected for coordinated omission)"
@@ -370,22 +407,23 @@ def plot_summary(runs: list[RunData], colours: dict[str, str]) -> Figure:
         return _scorecard(runs, colours)
     metrics = _summary_metrics(runs)
     cols = 4
-    fig, axes = _grid(len(metrics), cols, 2.3, sharex=False)
+    cols = 3
+    # Horizontal bars: a run's name reads on one line however many runs there are.
+    fig, axes = _grid(len(metrics), cols, 0.45 + 0.28 * len(runs), sharex=False)
     labels = [r.label for r in runs]
-    for ax, (title, values, fmt) in zip(axes, metrics):
-        bars = ax.bar(range(len(values)), values, color=[colours[label] for label in labels], width=0.65)
+    for n, (ax, (title, values, fmt)) in enumerate(zip(axes, metrics)):
+        rows = list(range(len(values)))[::-1]  # the first run on top
+        bars = ax.barh(rows, values, color=[colours[label] for label in labels], height=0.65)
         top = max(values) if values and max(values) > 0 else 1.0
-        ax.set_ylim(0, top * 1.3)
+        ax.set_xlim(0, top * 1.45)
         for bar, v in zip(bars, values):
-            ax.annotate(fmt(v), xy=(bar.get_x() + bar.get_width() / 2, v), xytext=(0, 2),
-                        textcoords="offset points", ha="center", va="bottom", fontsize=8)
-        ax.set_title(title, fontsize=9, fontweight="bold")
-        ax.set_xticks(range(len(labels)))
-        ax.set_xticklabels(labels, rotation=20 if len(labels) > 2 else 0, ha="right" if len(labels) > 2 else "center",
-                           fontsize=8)
-        ax.tick_params(axis="y", labelsize=8)
-        ax.grid(axis="y", alpha=0.3)
-        _thousands(ax)
+            ax.annotate(fmt(v), xy=(v, bar.get_y() + bar.get_height() / 2), xytext=(3, 0),
+                        textcoords="offset points", ha="left", va="center", fontsize=8)
+        ax.set_title(title, fontsize=9, fontweight="bold", loc="left")
+        ax.set_yticks(rows)
+        ax.set_yticklabels(labels if n % cols == 0 else [], fontsize=8)
+        ax.set_xticks([])
+        ax.grid(axis="x", alpha=0.3)
     _header(fig, "Summary per run")
     return fig
 
@@ -412,9 +450,12 @@ def trailing_mean(ts: list[float], vs: list[float], window: float = 1.0) -> list
 
 
 def plot_cpu(runs: list[RunData], colours: dict[str, str]) -> Figure:
-    fig, axes = _grid(2, 1, 2.5)
-    for ax, role, title in ((axes[0], "generator", "Generator (tcpstress load workers)"),
-                            (axes[1], "target", "Target (the server under test)")):
+    panels = [("generator", "Generator (tcpstress load workers)"), ("target", "Target (the server under test)")]
+    if any(run.cpu("host")[0] for run in runs):
+        # The whole machine: other work on a shared host starves the generator without showing in its own CPU.
+        panels.append(("host", "Whole machine (every process; 100% = one core)"))
+    fig, axes = _grid(len(panels), 1, 2.5)
+    for ax, (role, title) in zip(axes, panels):
         cores = 1
         drawn = False
         for i, run in enumerate(runs):
@@ -422,7 +463,7 @@ def plot_cpu(runs: list[RunData], colours: dict[str, str]) -> Figure:
             if ts:
                 ax.plot(ts, trailing_mean(ts, vs), color=colours[run.label], linewidth=_width(i, len(runs)))
                 drawn = True
-                cores = max(cores, run.cores(role))
+                cores = max(cores, host_cores(run) if role == "host" else run.cores(role))
         if not drawn:
             _no_data(ax, f"no {role} process samples")
         for k in range(1, cores + 1):
@@ -434,8 +475,8 @@ def plot_cpu(runs: list[RunData], colours: dict[str, str]) -> Figure:
         ax.set_title(title, fontsize=10, loc="left", fontweight="bold")
         ax.set_ylabel("CPU %, 1 s mean")
         ax.grid(alpha=0.3)
-    axes[1].set_xlabel(TIME_LABEL)
-    _run_legend(fig, runs, colours, title="CPU use: a flat line at a core limit means saturated")
+    axes[-1].set_xlabel(TIME_LABEL)
+    _run_legend(fig, runs, colours, _mark_fault(axes, runs), title="CPU use: a flat line at a core limit means saturated")
     return fig
 
 
@@ -444,7 +485,7 @@ FIGURES = (
     ("throughput.png", "Throughput and errors", plot_throughput),
     ("latency.png", "Latency percentile spectrum", plot_latency),
     ("summary.png", "Summary per run", plot_summary),
-    ("cpu.png", "CPU of generator and target", plot_cpu),
+    ("cpu.png", "CPU of generator, target and the whole machine", plot_cpu),
 )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tcpstress.report.finding import Finding, _is, _is_timeout
+from tcpstress.report.finding import Finding, impact_severity, _is, _is_timeout
 from tcpstress.report.places import (
     Place,
     _common,
@@ -128,7 +128,7 @@ def rule_refused_or_reset(run: RunData, runs: list[RunData]) -> list[Finding]:
             + f" ({run.error_pct:.1f}% of attempts; TcpAttemptFails rose by {attempt_fails:,}): the target answered "
             "the SYN with RST, so nothing was listening on that address and port at the time."
         )
-        findings.append(Finding("critical" if run.error_pct >= 1 else "warning", "Connections refused", text,
+        findings.append(Finding(impact_severity(run.error_pct), "Connections refused", text,
                                 evidence, [], run.label, "refused",
                                 "Check that the server was up for the whole run (a crash or restart) and the port."))
     reset = run.error_count(_is("ECONNRESET", "EPIPE"))
@@ -151,7 +151,7 @@ def rule_refused_or_reset(run: RunData, runs: list[RunData]) -> list[Finding]:
                   "limit, or its accept queue overflowed with tcp_abort_on_overflow=1"
                   + (f" ({_differs('it', aborts)})." if not same_abort
                      else f" (it is {abort} here)." if abort is not None else "."))
-        findings.append(Finding("critical" if run.error_pct >= 1 else "warning", "Connections reset", text,
+        findings.append(Finding(impact_severity(run.error_pct), "Connections reset", text,
                                 evidence, ["net.ipv4.tcp_abort_on_overflow"], run.label, "reset", advice))
     return findings
 
@@ -200,5 +200,5 @@ def rule_timeouts(run: RunData, runs: list[RunData]) -> list[Finding]:
         advice = ("A peer that vanished is noticed after tcp_keepalive_time + tcp_keepalive_intvl × "
                   "tcp_keepalive_probes (7200 + 75 × 9 s by default); lower them to notice sooner.")
         knobs = ["net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_keepalive_intvl", "net.ipv4.tcp_keepalive_probes"]
-    return [Finding("critical" if run.error_pct >= 1 else "warning", "Timeouts", text, evidence,
+    return [Finding(impact_severity(run.error_pct), "Timeouts", text, evidence,
                     knobs, run.label, "timeouts", advice)]

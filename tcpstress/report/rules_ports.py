@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tcpstress.report.finding import Finding, _is
+from tcpstress.report.finding import Finding, impact_severity, _is
 from tcpstress.report.limits import port_limit
 from tcpstress.report.places import (
     Place,
@@ -60,7 +60,7 @@ def rule_port_exhaustion(run: RunData, runs: list[RunData]) -> list[Finding]:
             "applies to loopback only, so it does not help over veth or a real network), a wider "
             "ip_local_port_range, more source addresses, keep-alive connections, or let the server close first."
         )
-    severity = "critical" if run.error_pct >= 1 else "warning"
+    severity = impact_severity(run.error_pct)
     return [Finding(
         severity, "Ephemeral ports exhausted (EADDRNOTAVAIL)", text.strip(), evidence,
         ["net.ipv4.ip_local_port_range", "net.ipv4.tcp_tw_reuse"], run.label, "port_exhaustion", advice,

@@ -199,6 +199,14 @@ class RunData:
         entry = (self.summary.get("states", {}) or {}).get(ns, {}).get(state, {})
         return int(entry.get("peak", 0) or 0) if isinstance(entry, dict) else 0
 
+    def at_start(self, state: str, ns: str) -> int:
+        """Sockets in this state at the first sample, taken before the load began: an earlier run's leftovers."""
+        _, vs = self.series(state, ns)
+        if vs:
+            return int(vs[0])
+        entry = (self.summary.get("states", {}) or {}).get(ns, {}).get(state, {})
+        return int(entry.get("start", 0) or 0) if isinstance(entry, dict) else 0
+
     def final(self, state: str, ns: str) -> int:
         _, vs = self.series(state, ns)
         if vs:

@@ -22,7 +22,8 @@ def comparison_rows(runs: Iterable[RunData | RunResult]) -> list[dict[str, Any]]
     Keys: variant, requests_per_s, connections_per_s, intended_rate, errors
     ({name: count}), error_total, error_pct, p50_ms, p99_ms, p999_ms (None
     without latency data), p99_corrected_ms (open model: from each request's
-    intended start; None otherwise), peaks ({state: {ns: peak}} for TIME_WAIT,
+    intended start; None otherwise), at_start ({state: {ns: count}}: sockets an earlier run
+    left, present before the load began, only where they matter), peaks ({state: {ns: peak}} for TIME_WAIT,
     SYN_RECV, CLOSE_WAIT, ESTABLISHED), peak_time_wait / peak_syn_recv /
     peak_close_wait (max over namespaces), counters ({name: rise summed over
     namespaces} for KEY_COUNTERS), generator_cpu_peak, target_cpu_peak.
@@ -32,6 +33,8 @@ def comparison_rows(runs: Iterable[RunData | RunResult]) -> list[dict[str, Any]]
         lat = run.latency_us("total")
         corrected = run.latency_us("corrected")
         peaks = {state: {ns: run.peak(state, ns) for ns in run.namespaces} for state in PEAK_STATES}
+        before = {state: {ns: left for ns in run.namespaces if (left := leftover(run, state, ns))}
+                  for state in PEAK_STATES}
         gen = run.cpu("generator")[1]
         tgt = run.cpu("target")[1]
         rows.append({
@@ -47,7 +50,9 @@ def comparison_rows(runs: Iterable[RunData | RunResult]) -> list[dict[str, Any]]
             "p999_ms": lat["p99.9"] / 1000.0 if lat else None,
             "p99_corrected_ms": corrected["p99"] / 1000.0 if corrected else None,
             "peaks": peaks,
-            "peak_time_wait": max(peaks["TIME_WAIT"].values(), default=0),
+            "at_start": before,
+            "peak_time_wait": max((p - before["TIME_WAIT"].get(ns, 0) for ns, p in peaks["TIME_WAIT"].items()),
+                                  default=0),
             "peak_syn_recv": max(peaks["SYN_RECV"].values(), default=0),
             "peak_close_wait": max(peaks["CLOSE_WAIT"].values(), default=0),
             "counters": {name: run.counter(name) for name in KEY_COUNTERS},
@@ -63,13 +68,30 @@ def _cell_ms(v: float | None) -> str:
     return f"{v:,.0f}" if v >= 100 else f"{v:.1f}" if v >= 1 else f"{v:.2f}"
 
 
-def _cell_peak(per_ns: dict[str, int]) -> str:
+def leftover(run: RunData, state: str, ns: str) -> int:
+    """Sockets of this state found before the load began, when they are a noticeable part of its peak.
+
+    ESTABLISHED at the start is the sampler's own view of long-lived connections (and on
+    loopback each is counted on both ends); only the states a closed connection leaves behind count.
+    """
+    if state not in ("TIME_WAIT", "CLOSE_WAIT", "FIN_WAIT2", "LAST_ACK"):
+        return 0
+    start = run.at_start(state, ns)
+    return start if start >= 10 and start >= 0.1 * run.peak(state, ns) else 0
+
+
+def _cell_peak(per_ns: dict[str, int], before: dict[str, int] | None = None) -> str:
     if not per_ns:
         return "0"
     ns, peak = max(per_ns.items(), key=lambda kv: kv[1])
     if peak == 0:
         return "0"
-    return f"{peak:,}" + (f" ({ns})" if ns != "host" else "")
+    left = (before or {}).get(ns, 0)
+    where = f" ({ns})" if ns != "host" else ""
+    if left:
+        # The run's own sockets, and the earlier ones said apart, not added to them.
+        return f"{max(peak - left, 0):,}{where} +{left:,} before"
+    return f"{peak:,}{where}"
 
 
 # The states a side-by-side table may show (each only when some run held it),
@@ -103,7 +125,7 @@ def comparison_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[s
             _cell_ms(r["p50_ms"]), _cell_ms(r["p99_ms"]), _cell_ms(r["p999_ms"]),
         ]
         cells += [_cell_ms(r["p99_corrected_ms"])] if corrected else []
-        cells += [_cell_peak(r["peaks"][s]) for s in states]
+        cells += [_cell_peak(r["peaks"][s], r.get("at_start", {}).get(s)) for s in states]
         cells += [f"{r['counters'][c]:,}" for c in counters]
         out.append(cells)
     return headers, out
@@ -147,3 +169,45 @@ def knob_table(runs: list[RunData]) -> tuple[list[str], list[list[str]], list[bo
             rows.append([shown, knob] + ["–" if v is None else str(v).replace("\t", " ") for v in values])
             differs.append(len({str(v) for v in values}) > 1)
     return headers, rows, differs
+
+
+_ZERO_CELLS = {"0", "0.00", "–", ""}
+
+
+def _text_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+
+    def fmt(cells: list[str]) -> str:
+        return "  ".join(str(c).ljust(w) if i == 0 or header[i] == "errors" else str(c).rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    return [fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
+
+
+def terminal_tables(rows: list[dict[str, Any]], width: int = 120) -> str:
+    """The side-by-side table for a terminal of `width` columns.
+
+    Columns that are zero in every run are dropped; the kernel counters go to a
+    second table, and the state peaks join them while the first is still too wide.
+    """
+    headers, cells = comparison_table(rows)
+    keep = [i for i, h in enumerate(headers)
+            if i < 2 or h in ("p50 ms", "p99 ms") or any(r[i] not in _ZERO_CELLS for r in cells)]
+    counter_names = {c.removeprefix("TcpExt").removeprefix("Tcp") for c in KEY_COUNTERS}
+    first = [i for i in keep if headers[i] not in counter_names]
+    second = [i for i in keep if headers[i] in counter_names]
+
+    def width_of(columns: list[int]) -> int:
+        return max(len(line) for line in _text_table([headers[i] for i in columns],
+                                                     [[r[i] for i in columns] for r in cells]))
+
+    # Peaks move over, rightmost first, until the first table fits.
+    while width_of(first) > width and any(headers[i].startswith("peak ") for i in first):
+        moved = [i for i in first if headers[i].startswith("peak ")][-1]
+        first.remove(moved)
+        second.insert(0, moved)
+    out = _text_table([headers[i] for i in first], [[r[i] for i in first] for r in cells])
+    if second:
+        columns = [0] + sorted(second)
+        out += ["", *_text_table([headers[i] for i in columns], [[r[i] for i in columns] for r in cells])]
+    return "\n".join(out)

@@ -11,7 +11,9 @@ Sampler takes for each namespace:
   since the previous sample (TcpCurrEstab and the constants as values);
 
 and for each process role ("generator", "target") the summed CPU % (100 = one
-core), RSS and open fds of the PIDs the caller's registry names at that moment.
+core), RSS and open fds of the PIDs the caller's registry names at that moment,
+plus a "host" row: the whole machine's busy CPU (100 = one core), steal % and
+1-minute load average, so the report can tell our CPU from everyone else's.
 
 Rows go to samples.csv / processes.csv as they are taken, flushed each
 interval. Times are `time.monotonic() - t0`, so they line up with the load
@@ -46,11 +48,14 @@ import psutil
 
 from tcpstress.results import PROCESSES_FILE, SAMPLES_FILE
 from tcpstress.sampler import procfs
+from tcpstress.sampler.hostcpu import HostCpuMeter
 from tcpstress.sampler.netlink import ALL_STATES_MASK, NO_TIME_WAIT_MASK, StateCounter
 from tcpstress.sampler.nsenter import netns_path, pid_netns_path, run_in_netns
 
 SOCKSTAT_COLUMNS = tuple(f"sockstat_{name}" for name in procfs.SOCKSTAT_FIELDS)
-PROCESS_COLUMNS = ("t", "role", "pids", "cpu_percent", "rss_bytes", "fds")
+PROCESS_COLUMNS = ("t", "role", "pids", "cpu_percent", "rss_bytes", "fds", "steal_percent", "load1")
+# The row of role "host" is the whole machine (hostcpu.py): every process, not only ours.
+HOST_ROLE = "host"
 # The share of one core that dumping sockets may take per namespace (issue 20:
 # the runner, sampler included, <= 5% of a core at 100 ms with 20,000 sockets).
 DUMP_BUDGET = 0.03
@@ -282,9 +287,12 @@ class _Summary:
         self.processes: dict[str, dict[str, Any]] = {}
 
     def add_namespace_row(self, label: str, states: Mapping[str, int], deltas: Mapping[str, int]) -> None:
+        first = label not in self.states
         per_state = self.states.setdefault(label, {})
         for name, value in states.items():
-            entry = per_state.setdefault(name, {"peak": value, "final": value})
+            # "start": sockets already there at the first sample, before the load began
+            # (an earlier run's TIME_WAIT): the report tells them from this run's own.
+            entry = per_state.setdefault(name, {"peak": value, "final": value, **({"start": value} if first else {})})
             entry["peak"] = max(entry["peak"], value)
             entry["final"] = value
         totals = self.counters.setdefault(label, {})
@@ -393,6 +401,7 @@ class Sampler:
         self._samples_stream = samples_stream
         self._on_sample = on_sample
         self._tracker = _ProcessTracker(processes)
+        self._host_cpu = HostCpuMeter()
         self._probes: list[_NamespaceProbe] = []
         self._summary = _Summary()
         self._latest: dict[str, dict[str, Any]] = {}
@@ -557,6 +566,11 @@ class Sampler:
                 "rss_bytes": figure["rss_bytes"],
                 "fds": figure["fds"],
             })
+        host = self._host_cpu.measure()
+        if host is not None:
+            rows.append({"t": t, "role": HOST_ROLE, "pids": "", "cpu_percent": round(host.busy_percent, 1),
+                         "rss_bytes": "", "fds": "", "steal_percent": round(host.steal_percent, 1),
+                         "load1": round(host.load1, 2)})
         return rows
 
 

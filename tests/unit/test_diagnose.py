@@ -47,6 +47,9 @@ EXPECTED = {
     "close_wait_leak": {("close_wait", "close_wait_leak")},
     "generator_saturated": {("generator_saturated", "generator_saturated")},
     "open_model_lag": {("open_model_lag", "open_model_lag"), ("generator_saturated", "open_model_lag")},
+    # Each late open model names its own cause; the ramped one kept its (ramped) schedule.
+    "lag_causes": {("open_model_lag", "host_busy"), ("open_model_lag", "ports_crowded"),
+                   ("open_model_lag", "server_slow")},
     "connection_refused": {("refused", "connection_refused"), ("reset", "connection_refused")},
     "tw_bucket_overflow": {("tw_overflow", "small_buckets")},
     # Runs in which not one request succeeded (issue #17): the general rules in rules_errors.py.
@@ -194,6 +197,60 @@ def test_open_model_compares_corrected_and_uncorrected():
     assert f.evidence["p99_uncorrected_us"] == p99(folder / "latency-total.hlog")
     assert f.evidence["p99_corrected_us"] > 10 * f.evidence["p99_uncorrected_us"]
     assert "5,000 req/s" in f.text and "coordinated omission" in f.text
+
+
+def _process_rows(folder: Path, role: str) -> list[dict[str, str]]:
+    with open(folder / "processes.csv", newline="") as f:
+        return [r for r in csv.DictReader(f) if r["role"] == role]
+
+
+def _median(values: list[float]) -> float:
+    s = sorted(values)
+    return s[len(s) // 2] if len(s) % 2 else (s[len(s) // 2 - 1] + s[len(s) // 2]) / 2
+
+
+@pytest.mark.parametrize("variant, cause, title_words", [
+    ("host_busy", "host", "host busy"),
+    ("ports_crowded", "ports", "port range crowded"),
+    ("server_slow", "server", "server too slow"),
+])
+def test_late_open_model_names_its_cause(variant, cause, title_words):
+    f = one(findings_of("lag_causes"), "open_model_lag", variant)
+    assert f.evidence["cause"] == cause and title_words in f.title
+    # Never "add workers" when the generator was not the limit.
+    assert "load.workers" not in f.advice
+
+
+def test_lag_cause_numbers_come_from_the_files():
+    folder = RUNS / "lag_causes"
+    host = one(findings_of("lag_causes"), "open_model_lag", "host_busy")
+    rows = [r for r in _process_rows(folder / "host_busy", "host") if float(r["t"]) <= 10]
+    assert host.evidence["host_cpu_median"] == round(_median([float(r["cpu_percent"]) for r in rows]), 1)
+    assert f"{host.evidence['host_cpu_median']:.0f}%" in host.text
+    ports = one(findings_of("lag_causes"), "open_model_lag", "ports_crowded")
+    assert ports.evidence["ports_held_peak"] == (column_max(folder / "ports_crowded", "TIME_WAIT", "host")
+                                                 + column_max(folder / "ports_crowded", "ESTABLISHED", "host"))
+    # The generator was at 100% CPU there, in connect(): the ports finding, not "add workers".
+    assert "generator_saturated" not in {f.rule for f in findings_of("lag_causes") if f.variant == "ports_crowded"}
+    slow = one(findings_of("lag_causes"), "open_model_lag", "server_slow")
+    reader = HistogramLogReader(str(folder / "server_slow" / "latency-total.hlog"), HdrHistogram(1, 3_600_000_000, 3))
+    total = HdrHistogram(1, 3_600_000_000, 3)
+    while (h := reader.get_next_interval_histogram()) is not None:
+        total.add(h)
+    assert slow.evidence["capacity_per_s"] == round(50 / (total.get_value_at_percentile(50) / 1e6), 1)
+
+
+def test_ramp_is_judged_against_the_ramped_schedule():
+    data = json.loads((RUNS / "lag_causes" / "ramped" / "result.json").read_text())
+    started = sum(iv["requests"] for iv in data["intervals"])
+    assert started < 0.9 * 5000 * 10  # below the full rate: the old rule warned here
+    assert "open_model_lag" not in {f.rule for f in findings_of("lag_causes") if f.variant == "ramped"}
+
+
+def test_old_processes_csv_without_host_row_still_renders():
+    f = one(findings_of("open_model_lag"), "open_model_lag")
+    assert f.evidence["cause"] == "generator"
+    assert "steal_percent" not in (RUNS / "open_model_lag" / "processes.csv").read_text()
 
 
 def test_refused_and_reset_counts():
