@@ -132,7 +132,12 @@ def rows(diff_json):
 
 
 def test_diff_of_the_same_config_finds_no_significant_change(sides, tmp_path):
-    proc = run_cli("diff", sides["base"], sides["same"], "--json", "--out", tmp_path / "d")
+    # The two sides run one after the other on a shared 2-core machine: other work
+    # there moved the same config's req/s by a few percent, consistently enough
+    # over 4 intervals to be "significant" (seen once in CI). The claim tested is
+    # that the same config shows no change that matters: none of 10% or more
+    # (the slower server below differs by 50%).
+    proc = run_cli("diff", sides["base"], sides["same"], "--json", "--min-change", "10%", "--out", tmp_path / "d")
     assert proc.returncode == 0, proc.stderr
     m = rows(json.loads(proc.stdout))
     for metric in ("requests_per_s", "total.p50"):
