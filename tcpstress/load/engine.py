@@ -226,8 +226,6 @@ class Engine:
         s = plan.scenario
         self.s = s
         self.rec = Recorder(plan.t0, plan.t_end)
-        self.protocol = s.target.protocol
-        self.method = s.target.method
         self.nreq = s.connection.effective_requests
         self.close_mode = s.connection.close
         self.sources = s.connection.source_addresses
@@ -241,7 +239,6 @@ class Engine:
         else:
             payload = b"x" * s.connection.payload_size
             self.templates = [RequestTemplate("echo", "", payload, payload)]
-        self.req_keep = self.templates[0].keep
         self.many = len(self.templates) > 1
         self.sequence = self.many and s.target.request_order == "sequence"
         self.picks = weighted_picks(s.request_specs(), plan.index) if self.many else [0]
@@ -251,8 +248,6 @@ class Engine:
         self.resume = s.tls.resume
         self.session: ssl.SSLSession | None = None
         self.issued = 0  # requests sent (what load.max_requests limits)
-        self.budget_spent_at = 0.0  # when the last request allowed by max_requests ended
-        self.done_requests = 0
         self.in_flight_at_end = 0
         self.answered_after_end = 0
         self.interrupted = False
@@ -477,10 +472,9 @@ class Engine:
         """Read until the answer is complete or the socket has nothing more (EAGAIN)."""
         recv = slot.sock.recv
         while True:
-            try:
-                data = recv(RECV_SIZE)  # BlockingIOError ends the turn: wait for the next edge
-            except (ConnectionResetError, BrokenPipeError) as exc:
-                raise (StaleConnection() if self.is_stale(slot) else exc) from None
+            # BlockingIOError ends the turn (wait for the next edge); a reset
+            # goes to fail(), which names it a stale connection when it is one.
+            data = recv(RECV_SIZE)
             if not slot.first and data:
                 slot.first = self.now()
             if self.http:
@@ -531,16 +525,20 @@ class Engine:
         self.record_success(slot, 0)
         self.finish_request(slot, closing=False)
 
+    def request_start(self, slot: Slot) -> float:
+        """Where a request's latency is measured from: the open model's actual start, or
+        in the closed model the request, except the first of a fresh connection, which
+        pays for the handshake too."""
+        if self.model == "open":
+            return slot.op_start
+        return slot.t_conn if slot.count == 1 else slot.t_req
+
     def record_success(self, slot: Slot, status: int) -> None:
         end = self.now()
-        name = slot.tpl.name if self.many else None
-        if self.model == "open":
-            start = slot.op_start
-            self.rec.request(end, end - start, slot.first - start, end - slot.op_intended, status, name)
-        else:
-            # The first request of a fresh connection pays for the handshake too.
-            start = slot.t_conn if slot.count == 1 else slot.t_req
-            self.rec.request(end, end - start, slot.first - start, None, status, name)
+        start = self.request_start(slot)
+        corrected = end - slot.op_intended if self.model == "open" else None
+        self.rec.request(end, end - start, slot.first - start, corrected, status,
+                         slot.tpl.name if self.many else None)
 
     def response_done(self, slot: Slot, response, closing: bool, eof: bool = False, reset: bool = False) -> None:
         """A complete HTTP response: a success if its status is expected, else an `HTTP nnn` error
@@ -550,15 +548,14 @@ class Engine:
             self.record_success(slot, status)
         else:
             end = self.now()
-            start = slot.op_start if self.model == "open" else (slot.t_conn if slot.count == 1 else slot.t_req)
-            self.rec.failed_response(end, end - start, status, slot.tpl.name if self.many else None)
+            self.rec.failed_response(end, end - self.request_start(slot), status,
+                                     slot.tpl.name if self.many else None)
         if self.tls is not None and self.resume and slot.count == 1:
             # TLS 1.3 sends its ticket after the handshake; by the first answer it is here.
             self.session = slot.sock.session
         self.finish_request(slot, closing, eof, reset)
 
     def finish_request(self, slot: Slot, closing: bool, eof: bool = False, reset: bool = False) -> None:
-        self.done_requests += 1
         if self.now() >= self.plan.t_end:
             # Answered after the measured end: not counted, but the server did
             # serve it; reported with the requests still in flight.
