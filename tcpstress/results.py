@@ -463,6 +463,14 @@ def interval_totals(intervals: list[dict[str, Any]], hists: dict[str, HdrHistogr
     }
 
 
+def status_classes(status: dict[str, int]) -> dict[str, int]:
+    """{"200": 5, "204": 1, "503": 2} -> {"2xx": 6, "5xx": 2}."""
+    classes: Counter[str] = Counter()
+    for code, n in status.items():
+        classes[f"{str(code)[0]}xx"] += n
+    return dict(classes)
+
+
 def _response_totals(intervals: list[dict[str, Any]], requests: int, error_total: int) -> dict[str, Any]:
     """Status codes, error rate and the events that are not failures, summed over the intervals."""
     status: Counter[str] = Counter()
@@ -472,9 +480,7 @@ def _response_totals(intervals: list[dict[str, Any]], requests: int, error_total
         status.update(iv.get("status", {}))
         anomalies.update(iv.get("anomalies", {}))
         tls.update(iv.get("tls", {}))
-    classes: Counter[str] = Counter()
-    for code, n in status.items():
-        classes[f"{code[0]}xx"] += n
+    classes = status_classes(status)
     out: dict[str, Any] = {
         "error_rate": round(error_total / (requests + error_total), 6) if requests + error_total else 0.0,
         "anomalies": dict(sorted(anomalies.items(), key=lambda kv: (-kv[1], kv[0]))),

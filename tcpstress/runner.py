@@ -193,9 +193,7 @@ class LiveLine:
             return
         p99 = agg["h"]["total"].get_value_at_percentile(99) / 1000.0 if agg["requests"] else 0.0
         errors = sum(agg["errors"].values())
-        classes: dict[str, int] = {}
-        for code, n in agg.get("status", {}).items():
-            classes[f"{code[0]}xx"] = classes.get(f"{code[0]}xx", 0) + n
+        classes = results.status_classes(agg.get("status", {}))
         bad = "  ".join(f"{c} {n:,}" for c, n in sorted(classes.items()) if c[0] in "45")
         text = (f"  {second:>4}/{intervals_total}s  {agg['connections']:>8,} conn/s  "
                 f"{agg['requests']:>8,} req/s  p99 {p99:8.2f} ms  errors {errors:,}" + (f"  ({bad})" if bad else ""))
