@@ -78,6 +78,13 @@ def read_request(conn) -> bool:
     return True
 
 
+def answer_each(conn, server):
+    """A well-behaved keep-alive server: one answer per request."""
+    while read_request(conn):
+        conn.sendall(OK)
+        server.count(answered=1)
+
+
 @pytest.fixture
 def hostile():
     made = []
@@ -165,12 +172,7 @@ def test_two_answers_in_one_segment_are_unsolicited_not_two_requests(tmp_path, h
 
 
 def test_max_requests_is_exact_and_rates_use_the_time_it_took(tmp_path, hostile):
-    def normal(conn, server):
-        while read_request(conn):
-            conn.sendall(OK)
-            server.count(answered=1)
-
-    server = hostile(normal)
+    server = hostile(answer_each)
     _, data = run(tmp_path, server, "--connections", 8, "--max-requests", 10, "--duration", "10s")
     s = data["summary"]
     time.sleep(0.2)
@@ -180,12 +182,7 @@ def test_max_requests_is_exact_and_rates_use_the_time_it_took(tmp_path, hostile)
 
 
 def test_fractional_duration_measures_the_last_part_second_at_its_length(tmp_path, hostile):
-    def normal(conn, server):
-        while read_request(conn):
-            conn.sendall(OK)
-            server.count(answered=1)
-
-    server = hostile(normal)
+    server = hostile(answer_each)
     _, data = run(tmp_path, server, "--connections", 2, "--duration", "1.5s")
     s, intervals = data["summary"], data["intervals"]
     assert [iv["duration"] for iv in intervals] == [1.0, 0.5]
