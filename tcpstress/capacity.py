@@ -248,7 +248,7 @@ def name_limit(summary: dict[str, Any], verdicts: list[Verdict], findings: list)
     when one matches, else the kernel's or the server's finding behind a latency failure."""
     failed = "; ".join(f"{v.expr} (measured {v.measured})" for v in verdicts if not v.passed)
     errors = sorted((summary.get("errors") or {}).items(), key=lambda kv: -kv[1])
-    by_rule = {}
+    by_rule: dict[str, Any] = {}
     for f in findings:
         by_rule.setdefault(f.rule, f)
     attempts = summary.get("requests", 0) + summary.get("error_total", 0)
@@ -445,7 +445,7 @@ def format_answer(answer: Answer, slo: list[str]) -> str:
                      f"{s.requests_per_s:>9,.1f}  {100 * s.error_rate:>6.2f}%  {_ms(s.corrected_p99_us):>13}  "
                      f"{_verdict(s)}")
     lines.append("")
-    if answer.status == "found":
+    if answer.status == "found" and answer.bracket:
         lines.append(f"capacity: {answer.capacity:,.0f}/s (the highest rate that met the SLO; "
                      f"bracket [{answer.bracket[0]:,.0f}, {answer.bracket[1]:,.0f}]/s)")
         if answer.limit:
@@ -512,7 +512,7 @@ def format_side_by_side(answers: dict[str, Answer]) -> str:
     width = max([len("variant")] + [len(n) for n in answers])
     lines = [f"  {'variant':<{width}}  {'capacity':>10}  {'bracket':>17}  first limit"]
     for name, a in answers.items():
-        if a.status == "found":
+        if a.status == "found" and a.bracket:
             lines.append(f"  {name:<{width}}  {a.capacity:>8,.0f}/s  "
                          f"{f'[{a.bracket[0]:,.0f}, {a.bracket[1]:,.0f}]':>17}  {a.limit.name if a.limit else '-'}")
         else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -44,7 +45,7 @@ class UsageFail(click.ClickException):
         click.echo(f"tcpstress: error: {self.message}", err=True)
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     raise UsageFail(message)
 
 
@@ -535,8 +536,9 @@ def _compare(scenario_file, variant_names, out, quiet, overrides, threshold_expr
             from tcpstress import repeat as repeats
 
             groups = repeats.groups_of(Path(out))
-            for name in dict.fromkeys(groups.get(r.folder.name, r.folder.name) for r in runs):
-                say(repeats.format_spread(name, [r for r in runs if groups.get(r.folder.name, r.folder.name) == name]))
+            group_of = {id(r): groups.get(folder.name, folder.name) for r, folder in zip(runs, folders)}
+            for name in dict.fromkeys(group_of.values()):
+                say(repeats.format_spread(name, [r for r in runs if group_of[id(r)] == name]))
         _say_thresholds(runs, say)
         if not _report_after_run([Path(out)], Path(out), err=json_out, render=not no_report, found=findings):
             code = code or 1

@@ -191,10 +191,11 @@ def load_side(folder: Path) -> dict[str, list[RunData]]:
         raise ResultError(f"{index}: not valid JSON: truncated or hand-edited?") from None
     if not isinstance(data, dict) or data.get("format") != COMPARISON_FORMAT or not isinstance(data.get("runs"), dict):
         raise ResultError(f"{index}: not a tcpstress comparison index ({COMPARISON_FORMAT})")
-    groups_of = data.get("groups") if isinstance(data.get("groups"), dict) else {}
+    groups_of: dict[str, Any] = data["groups"] if isinstance(data.get("groups"), dict) else {}
+    runs: dict[str, Any] = data["runs"]
     out: dict[str, list[RunData]] = {}
-    for name in data.get("variants") or list(data["runs"]):
-        sub = data["runs"].get(name)
+    for name in data.get("variants") or list(runs):
+        sub = runs.get(name)
         if not isinstance(sub, str) or not (folder / sub / "result.json").is_file():
             continue  # a variant the comparison never reached
         out.setdefault(str(groups_of.get(name, name)), []).append(load_run(folder / sub, str(name)))

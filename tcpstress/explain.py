@@ -156,11 +156,11 @@ def _spellings() -> dict[str, str]:
             suggestions.setdefault(_lookup_key(spelling).replace("-", "_"), entry.name)
     for spelling in ("SYN_SEND", "LASK_ACK", "SYN_RECEIVED", "NEW_SYN_RECV", "ESTAB"):
         suggestions.setdefault(_lookup_key(spelling), knowledge.state(spelling).name)
-    for entry in knowledge.KNOBS:
-        suggestions[_lookup_key(entry.name)] = entry.name
-        suggestions[_lookup_key(entry.path)] = entry.path
-    for key, entry in _counter_keys().items():
-        suggestions.setdefault(key, entry.name)
+    for knob in knowledge.KNOBS:
+        suggestions[_lookup_key(knob.name)] = knob.name
+        suggestions[_lookup_key(knob.path)] = knob.path
+    for key, counter in _counter_keys().items():
+        suggestions.setdefault(key, counter.name)
     return suggestions
 
 

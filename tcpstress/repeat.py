@@ -10,10 +10,12 @@ repetition; `tcpstress diff` pools each group's intervals.
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 from tcpstress import results
 
@@ -55,11 +57,14 @@ def groups_of(folder: Path) -> dict[str, str]:
 def spread(runs: list[results.RunResult]) -> list[Spread]:
     """The spread of requests/s and p99 (total, and corrected when measured) over repetitions."""
     out = []
-    figures = [("requests/s", "", lambda s: s.get("requests_per_s"))]
+
+    def p99_ms(summary: dict, metric: str) -> float | None:
+        entry = (summary.get("latency_us") or {}).get(metric) or {}
+        return entry["p99"] / 1000.0 if entry.get("count") and entry.get("p99") is not None else None
+
+    figures: list[tuple[str, str, Callable[[dict], Any]]] = [("requests/s", "", lambda s: s.get("requests_per_s"))]
     for metric in ("total", "corrected"):
-        figures.append((f"{metric} p99", "ms", lambda s, m=metric: (
-            ((s.get("latency_us") or {}).get(m) or {}).get("p99") / 1000.0
-            if ((s.get("latency_us") or {}).get(m) or {}).get("count") else None)))
+        figures.append((f"{metric} p99", "ms", functools.partial(p99_ms, metric=metric)))
     for name, unit, get in figures:
         values = [v for v in (get(r.summary) for r in runs) if isinstance(v, (int, float))]
         if values:

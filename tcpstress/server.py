@@ -276,8 +276,8 @@ class _Context:
         self.config = config
         self.stats = stats
         self.held: list[socket.socket] = []  # "never": kept open until the server stops
-        self.tls = None
-        if config.tls_cert:
+        self.tls: ssl.SSLContext | None = None
+        if config.tls_cert and config.tls_key:
             from tcpstress.load.tls import server_context
 
             self.tls = server_context(config.tls_cert, config.tls_key)
@@ -397,7 +397,7 @@ async def _receive(sock: socket.socket) -> bytes:
             await wait_writable(sock)
 
 
-async def _send_all(sock: socket.socket, data: bytes, flags: int = 0) -> None:
+async def _send_all(sock: socket.socket, data: bytes | bytearray, flags: int = 0) -> None:
     try:
         sent = sock.send(data, flags)
     except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
@@ -420,15 +420,15 @@ async def _wait_for_input(sock: socket.socket) -> None:
     await wait_readable(sock)
 
 
-async def _tls_accept(sock: socket.socket, context: _Context) -> ssl.SSLSocket | None:
+async def _tls_accept(sock: socket.socket, context: _Context, tls: ssl.SSLContext) -> ssl.SSLSocket | None:
     """Wrap an accepted socket and run the server side of the handshake (bounded)."""
-    tls_sock = context.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+    tls_sock = tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
     with trio.move_on_after(CLIENT_CLOSE_WAIT_SECONDS):
         while True:
             try:
                 tls_sock.do_handshake()
                 context.stats.tls_handshakes += 1
-                context.stats.tls_resumed += tls_sock.session_reused
+                context.stats.tls_resumed += bool(tls_sock.session_reused)
                 if context.config.close == "never":
                     context.held.append(tls_sock)
                 return tls_sock
@@ -445,9 +445,10 @@ async def _tls_accept(sock: socket.socket, context: _Context) -> ssl.SSLSocket |
 
 async def _http_connection(sock: socket.socket, context: _Context) -> None:
     if context.tls is not None:
-        sock = await _tls_accept(sock, context)
-        if sock is None:
+        tls_sock = await _tls_accept(sock, context, context.tls)
+        if tls_sock is None:
             return
+        sock = tls_sock
     try:
         await _end_connection(sock, context, await _http_exchanges(sock, context))
     except OSError:
@@ -562,7 +563,7 @@ async def _echo_exchanges(sock: socket.socket, context: _Context) -> int:
     pending = bytearray()  # the start of an incomplete message
     answered = 0
     while True:
-        data = await _receive(sock)
+        data: bytes | bytearray = await _receive(sock)
         if not data:
             return _PEER_CLOSED
         if pending:
@@ -574,6 +575,7 @@ async def _echo_exchanges(sock: socket.socket, context: _Context) -> int:
             count = limit - answered
             ending = True
         whole = count * size
+        reply: bytes | bytearray
         if data is pending:
             reply = bytes(pending[:whole])
             del pending[:whole]

@@ -71,7 +71,9 @@ def _probe(host: str, port: int, timeout: float) -> str | None:
         except socket.timeout:
             return f"no answer within {timeout:.1f} s"
         except OSError as e:
-            name = errno.errorcode.get(e.errno, "") if e.errno else ""
+            if not e.errno:
+                return str(e)
+            name = errno.errorcode.get(e.errno, "")
             return f"{name} ({os.strerror(e.errno)})" if name else str(e)
         # SO_LINGER 0: close() sends RST, so this port never enters TIME_WAIT.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

@@ -284,8 +284,8 @@ def measure(metric: str, summary: dict[str, Any]) -> float | None:
             return None
         namespace, _, name = rest.rpartition(".")
         tables = [counters.get(namespace)] if namespace else list(counters.values())
-        values = [_number(t.get(name)) for t in tables if isinstance(t, dict) and name in t]
-        values = [v for v in values if v is not None]
+        numbers = [_number(t.get(name)) for t in tables if isinstance(t, dict) and name in t]
+        values = [v for v in numbers if v is not None]
         return sum(values) if values else None
     namespace, state, figure = metric.split(".")
     entry = ((summary.get("states") or {}).get(namespace) or {})
