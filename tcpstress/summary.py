@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from tcpstress.results import RunResult
 from tcpstress.scenario import format_url
 
@@ -33,6 +35,19 @@ def _state_peak(state: str, entry: dict) -> str:
     if state != "ESTABLISHED" and start >= 10 and start >= 0.1 * peak:
         return f"{state} {max(peak - start, 0):,} (+{start:,} before the run)"
     return f"{state} {peak:,}"
+
+
+def _is_loopback(target: dict) -> bool:
+    if "scope" in target:
+        return target["scope"] == "loopback"
+    try:  # result.json from before the target's scope was recorded
+        return ipaddress.ip_address(str(target.get("host", ""))).is_loopback
+    except ValueError:
+        return False
+
+
+def _both_ends_seen(states: dict) -> bool:
+    return any(int((per_state.get("ESTABLISHED") or {}).get("peak", 0) or 0) > 0 for per_state in states.values())
 
 
 def _lag_reason(result: RunResult) -> str:
@@ -105,6 +120,10 @@ def format_summary(result: RunResult) -> str:
     for label, per_state in states.items():
         peaks = "  ".join(_state_peak(st, per_state.get(st, {})) for st in KEY_STATES)
         lines.append(f"  kernel ({label}) peak  {peaks}")
+    if _is_loopback(t or sc.get("target") or {}) and len(states) == 1 and _both_ends_seen(states):
+        # One namespace holds the client and the server end of each loopback
+        # connection: 50 connections are 100 ESTABLISHED sockets.
+        lines.append("    (on loopback one namespace holds both ends: each connection is two ESTABLISHED sockets)")
     if lat.get("error", {}).get("count"):
         lines.append("    (latencies are of successful requests; \"failed\" is responses with an unexpected status)")
     for name, part in (s.get("requests_by_name") or {}).items():

@@ -48,3 +48,19 @@ def test_summary_says_the_time_wait_was_there_before(tmp_path):
     text = format_summary(load_result(_with_leftover_time_wait(tmp_path)))
     assert f"TIME_WAIT 0 (+{LEFT:,} before the run)" in text
     assert f"TIME_WAIT {LEFT:,} " not in text
+
+
+BOTH_ENDS = "each connection is two ESTABLISHED sockets"
+
+
+def test_loopback_summary_says_established_counts_both_ends():
+    result = load_result(RUNS / "clean")
+    assert result.data["scenario"]["target"]["host"] == "127.0.0.1"
+    connections = result.data["scenario"]["load"]["connections"]
+    established = result.data["summary"]["states"]["host"]["ESTABLISHED"]["peak"]
+    assert established >= 2 * connections - 2  # the fixture's sampler saw both ends
+    assert BOTH_ENDS in format_summary(result)
+
+
+def test_separate_client_and_server_namespaces_need_no_both_ends_note():
+    assert BOTH_ENDS not in format_summary(load_result(RUNS / "tw_bucket_overflow"))
