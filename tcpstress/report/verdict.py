@@ -34,7 +34,25 @@ def _pct(p: float) -> str:
 
 
 def verdict_lines(runs: list[RunData], findings: list[Finding]) -> list[str]:
-    """One or two lines for a comparison (empty for a single run)."""
+    """One or two lines for a comparison (empty for a single run).
+
+    Runs of different scenarios (the gallery, `report` over unrelated folders)
+    are no fixes of each other: each scenario with several variants gets its
+    own line, judged against its own first variant.
+    """
+    by_scenario: dict[str, list[RunData]] = {}
+    for run in runs:
+        by_scenario.setdefault(str(run.result.data.get("name") or ""), []).append(run)
+    if len(by_scenario) == 1:
+        return _scenario_verdict(runs, findings)
+    lines = []
+    for name, group in by_scenario.items():
+        if len(group) > 1:
+            lines.append(f"{name}: " + " ".join(_scenario_verdict(group, findings)))
+    return lines
+
+
+def _scenario_verdict(runs: list[RunData], findings: list[Finding]) -> list[str]:
     if len(runs) < 2:
         return []
     late = {f.variant for f in findings

@@ -40,3 +40,15 @@ def test_same_cause_is_one_finding_naming_the_variants():
     assert grouped[0].knobs == ["k1", "k2"]
     lines = format_findings([a, b, c])
     assert sum(1 for line in lines if "Timeouts" in line) == 1
+
+
+def test_runs_of_different_scenarios_are_judged_within_their_own_scenario():
+    # The gallery's case: a healthy run first must not make the other scenario's variants "worse".
+    clean = load_runs([RUNS / "clean"])
+    exhaustion = load_runs([RUNS / "time_wait_exhaustion"])
+    names = {r.result.data["name"] for r in clean + exhaustion}
+    assert len(names) == 2
+    lines = verdict_lines(clean + exhaustion, diagnose(clean + exhaustion))
+    scenario = exhaustion[0].result.data["name"]
+    assert lines == [f"{scenario}: " + " ".join(verdict_lines(exhaustion, diagnose(exhaustion)))]
+    assert "clean" not in lines[0]
