@@ -250,16 +250,11 @@ def run(scenario_file, target, out, quiet, shard, start_at, threshold_exprs, jso
         return
     try:
         result = runner.run_scenario(scenario, out, ctx, live=live)
-    except runner.RunInterrupted as e:
-        click.echo(f"interrupted ({e.args[0]}): partial results saved in {out}", err=True)
-        _report_after_run([out], out, err=json_out, render=not no_report)
-        sys.exit(e.code)
-    except runner.RunError as e:
-        click.echo(f"tcpstress: run failed: {e}", err=True)
-        sys.exit(1)
-    except OSError as e:
-        click.echo(f"tcpstress: cannot write results in {out}: {e.strerror}", err=True)
-        sys.exit(1)
+    except (runner.RunInterrupted, runner.RunError, OSError) as e:
+        code = _run_stopped(e, out)
+        if isinstance(e, runner.RunInterrupted):
+            _report_after_run([out], out, err=json_out, render=not no_report)
+        sys.exit(code)
     from tcpstress.summary import format_summary
     from tcpstress.thresholds import record
 
@@ -332,17 +327,11 @@ def _run_repeats(scenario, out: Path, repeat: int, live, checks, json_out, no_re
             repeats.write_index(out, scenario.name, groups)
             click.echo(f"repetition {k + 1}/{repeat}", err=True)
             result = runner.run_scenario(scenario, folder, runner.RunContext(variant=folder.name), live=live)
-        except runner.RunInterrupted as e:
-            click.echo(f"interrupted ({e.args[0]}): partial results saved in {out}", err=True)
-            code = e.code
-            break
-        except runner.RunError as e:
-            click.echo(f"tcpstress: run failed: {e}", err=True)
-            code = 1
-            break
+        except (runner.RunInterrupted, runner.RunError) as e:
+            code = _run_stopped(e, out)
+            break  # the repetitions done so far are still reported
         except OSError as e:
-            click.echo(f"tcpstress: cannot write results in {out}: {e.strerror}", err=True)
-            sys.exit(1)
+            sys.exit(_run_stopped(e, out))
         record(result, checks)
         done.append(result)
         if result.data.get("partial"):
@@ -364,6 +353,25 @@ def _run_repeats(scenario, out: Path, repeat: int, live, checks, json_out, no_re
         code = _gate_code(done, findings, fail_on)
     if code:
         sys.exit(code)
+
+
+PARTIAL_KEPT = "partial results saved in"
+STEPS_KEPT = "the steps so far are in"
+
+
+def _run_stopped(e: Exception, out, kept: str = PARTIAL_KEPT) -> int:
+    """The one line for a run that stopped early (interrupted, failed, or unable to write), and its exit code."""
+    from tcpstress import runner
+
+    if isinstance(e, runner.RunInterrupted):
+        click.echo(f"interrupted ({e.args[0]}): {kept} {out}", err=True)
+        return e.code
+    if isinstance(e, runner.RunError):
+        where = f" ({kept} {out})" if kept != PARTIAL_KEPT else ""
+        click.echo(f"tcpstress: run failed: {e}{where}", err=True)
+        return 1
+    click.echo(f"tcpstress: cannot write results in {out}: {getattr(e, 'strerror', None) or e}", err=True)
+    return 1
 
 
 def _say(to_stderr: bool):
@@ -514,12 +522,8 @@ def _compare(scenario_file, variant_names, out, quiet, overrides, threshold_expr
         else:
             _remove_if_empty(out)
         fail(str(e))
-    except runner.RunInterrupted as e:
-        click.echo(f"interrupted ({e.args[0]}): partial results saved in {out}", err=True)
-        code = e.code
-    except runner.RunError as e:
-        click.echo(f"tcpstress: run failed: {e}", err=True)
-        code = 1
+    except (runner.RunInterrupted, runner.RunError) as e:
+        code = _run_stopped(e, out)
     order = {name: i for i, name in enumerate(comparison_names(Path(out)))}
     folders = sorted((p for p in Path(out).iterdir() if (p / "result.json").is_file()),
                      key=lambda p: (order.get(p.name, len(order)), p.name))
@@ -673,15 +677,8 @@ def capacity(scenario_file, target, slo_exprs, step_s, max_step_s, max_rate, gro
         return
     try:
         answer = cap.run_search(scenario, checks, out, plan, options, progress=progress)
-    except runner.RunInterrupted as e:
-        click.echo(f"interrupted ({e.args[0]}): the steps so far are in {out}", err=True)
-        sys.exit(e.code)
-    except runner.RunError as e:
-        click.echo(f"tcpstress: run failed: {e} (the steps so far are in {out})", err=True)
-        sys.exit(1)
-    except OSError as e:
-        click.echo(f"tcpstress: cannot write results in {out}: {e.strerror}", err=True)
-        sys.exit(1)
+    except (runner.RunInterrupted, runner.RunError, OSError) as e:
+        sys.exit(_run_stopped(e, out, kept=STEPS_KEPT))
     say(cap.format_answer(answer, [t.expr for t in checks]))
     say(f"figure: {out / cap.FIGURE_FILE}")
     say(f"results: {out}")
@@ -723,12 +720,8 @@ def _capacity_lab(scenario, checks, out, plan, options, variant_names, progress,
             answers[v.name] = cap.run_search(scenario.with_variant(v), checks, Path(out) / v.name, plan, options,
                                              progress=progress, run_step=step)
             cap.save_variants(answers, Path(out), scenario, checks)
-    except runner.RunInterrupted as e:
-        click.echo(f"interrupted ({e.args[0]}): the steps so far are in {out}", err=True)
-        sys.exit(e.code)
-    except runner.RunError as e:
-        click.echo(f"tcpstress: run failed: {e} (the steps so far are in {out})", err=True)
-        sys.exit(1)
+    except (runner.RunInterrupted, runner.RunError, OSError) as e:
+        sys.exit(_run_stopped(e, out, kept=STEPS_KEPT))
     for name, answer in answers.items():
         say(f"\n[{name}]")
         say(cap.format_answer(answer, [t.expr for t in checks]))
