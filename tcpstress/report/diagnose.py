@@ -26,6 +26,7 @@ tables (the comparison and knob tables).
 
 from __future__ import annotations
 
+import textwrap
 from typing import Callable, Iterable
 
 from tcpstress import knowledge
@@ -53,6 +54,7 @@ from tcpstress.report.rundata import (
     load_runs,
 )
 from tcpstress.report.tables import comparison_rows, comparison_table, knob_table
+from tcpstress.report.verdict import group_findings
 from tcpstress.results import RunResult
 
 # Loading and the tables live in rundata and tables; they are named here too because the CLI,
@@ -127,10 +129,6 @@ def diagnose(runs: Iterable[RunData | RunResult]) -> list[Finding]:
 
 def format_findings(findings: list[Finding], width: int = 100) -> list[str]:
     """Lines for a terminal: a headline per finding, its text wrapped and indented, its knobs."""
-    import textwrap
-
-    from tcpstress.report.verdict import group_findings
-
     if not findings:
         return ["No problems found."]
     lines = []

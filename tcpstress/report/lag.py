@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tcpstress.load.schedule import operations_due
-from tcpstress.report.finding import _is
+from tcpstress.report.cpu import generator_busy, role_median
+from tcpstress.report.finding import error_named
 from tcpstress.report.limits import port_limit
-from tcpstress.report.rundata import RunData, _duration, _measured, _median, scenario_get
-from tcpstress.report.wording import _fmt, _ms
+from tcpstress.report.rundata import RunData, scenario_get
+from tcpstress.report.stats import median_of, run_duration
+from tcpstress.report.wording import fmt_number, fmt_ms
 
 HOST_ROLE = "host"
 # The generator is CPU-bound at this share of its cores; the host at this share of all cores.
@@ -29,7 +31,7 @@ STEAL_BUSY = 10.0  # % of the machine taken by the hypervisor
 PORTS_CROWDED = 0.8  # TIME_WAIT + ESTABLISHED near the port range
 SLOW_CONNECT_US = 10_000
 SEARCH_SLOW = 0.3  # held share of the range from which connect()'s port search gets slow
-_ADDR = _is("EADDRNOTAVAIL", "EADDRINUSE")
+_ADDR = error_named("EADDRNOTAVAIL", "EADDRINUSE")
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ def schedule_check(run: RunData) -> ScheduleCheck | None:
     intended = run.summary.get("intended_rate")
     if not isinstance(intended, (int, float)) or intended <= 0:
         return None
-    duration = _duration(run)
+    duration = run_duration(run)
     ramp = _seconds(scenario_get(run, "load.ramp"))
     warmup = _seconds(scenario_get(run, "load.warmup"))
     # The schedule starts with the warm-up; the measured phase is the part after it.
@@ -84,12 +86,6 @@ def schedule_check(run: RunData) -> ScheduleCheck | None:
     return ScheduleCheck(float(intended), float(due), int(started), duration, ramp)
 
 
-def _role_median(run: RunData, role: str) -> float | None:
-    ts, vs = run.cpu(role)
-    values = _measured(ts, vs, _duration(run))
-    return _median(values) if len(values) >= 3 else None
-
-
 def host_cores(run: RunData) -> int:
     count = run.result.data.get("cpu_count")
     return count if isinstance(count, int) and count > 0 else 1
@@ -98,12 +94,12 @@ def host_cores(run: RunData) -> int:
 def host_figures(run: RunData) -> dict[str, float] | None:
     """Median busy CPU (100 = one core), steal % and 1-minute load of the whole machine; None in old folders."""
     rows = [r for r in run.processes if r["role"] == HOST_ROLE and r.get("cpu_percent") is not None]
-    duration = _duration(run)
+    duration = run_duration(run)
     picked = [r for r in rows if 0 <= r["t"] <= duration] or rows
     if len(picked) < 3:
         return None
-    return {"cpu": _median([r["cpu_percent"] for r in picked]),
-            "steal": _median([float(r.get("steal_percent") or 0) for r in picked]),
+    return {"cpu": median_of([r["cpu_percent"] for r in picked]),
+            "steal": median_of([float(r.get("steal_percent") or 0) for r in picked]),
             "load1": max(float(r.get("load1") or 0) for r in picked)}
 
 
@@ -129,7 +125,7 @@ def _ports_cause(run: RunData) -> LagCause | None:
         parts.append(f"up to {held:,} client sockets held ports of the {limit[0]:,} available ({limit[1]})")
         evidence["ports_held_peak"], evidence["ports_available"] = held, limit[0]
     if slow:
-        parts.append(f"connect() took up to {_ms(connect['p99'])} at p99 (the kernel searching the range "
+        parts.append(f"connect() took up to {fmt_ms(connect['p99'])} at p99 (the kernel searching the range "
                      "for a free port)")
         evidence["connect_p99_us"] = connect["p99"]
     return LagCause("ports", "the client's port range was crowded: " + "; ".join(parts),
@@ -143,7 +139,7 @@ def ports_crowded(run: RunData) -> bool:
 
 def _server_cause(run: RunData, check: ScheduleCheck) -> LagCause | None:
     parts, evidence = [], {}
-    target = _role_median(run, "target")
+    target = role_median(run, "target")
     if target is not None and target >= GENERATOR_BUSY * 100 * run.cores("target"):
         parts.append(f"the target used a median of {target:.0f}% CPU over {run.cores('target')} core(s)")
         evidence["target_cpu_median"] = round(target, 1)
@@ -161,8 +157,8 @@ def _server_cause(run: RunData, check: ScheduleCheck) -> LagCause | None:
         # bound): a starved generator also stretches the latency it measures, but then leaves
         # connections idle.
         if capacity < 0.9 * check.due_rate and check.started_rate >= 0.8 * capacity:
-            parts.append(f"each request took a median of {_ms(total['p50'])} to answer, so {connections:,} "
-                         f"connections in flight carry at most {_fmt(round(capacity))}/s")
+            parts.append(f"each request took a median of {fmt_ms(total['p50'])} to answer, so {connections:,} "
+                         f"connections in flight carry at most {fmt_number(round(capacity))}/s")
             evidence["capacity_per_s"] = round(capacity, 1)
             evidence["p50_us"] = total["p50"]
     in_flight = run.summary.get("in_flight_at_end")
@@ -177,11 +173,9 @@ def _server_cause(run: RunData, check: ScheduleCheck) -> LagCause | None:
 
 
 def _generator_cause(run: RunData) -> LagCause | None:
-    from tcpstress.report.rules_load import _generator_busy
-
-    if not _generator_busy(run):
+    if not generator_busy(run):
         return None
-    median = _role_median(run, "generator")
+    median = role_median(run, "generator")
     cores = run.cores("generator")
     text = "the generator was CPU-bound"
     if median is not None:
@@ -195,7 +189,7 @@ def _host_cause(run: RunData) -> LagCause | None:
     if host is None:
         return None
     cores = host_cores(run)
-    ours = sum(m for role in ("generator", "target") if (m := _role_median(run, role)) is not None)
+    ours = sum(m for role in ("generator", "target") if (m := role_median(run, role)) is not None)
     others = max(host["cpu"] - ours, 0.0)
     # Tried after the port range, the server and the generator's own CPU: a late generator
     # that was not CPU-bound was starved, and other work using a good part of a core
@@ -204,7 +198,7 @@ def _host_cause(run: RunData) -> LagCause | None:
     stolen = host["steal"] >= STEAL_BUSY
     if not (busy or stolen):
         return None
-    sampled = "the generator and the target" if _role_median(run, "target") is not None else "the generator"
+    sampled = "the generator and the target" if role_median(run, "target") is not None else "the generator"
     parts = [f"the machine's {cores} core(s) were busy at a median of {host['cpu']:.0f}% (100% = one core), "
              f"{others:.0f}% of it outside {sampled}"]
     if stolen:

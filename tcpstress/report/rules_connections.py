@@ -4,22 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from tcpstress.report.finding import Finding, impact_severity, _is, _is_timeout
+from tcpstress.report.finding import Finding, impact_severity, error_named, is_timeout
 from tcpstress.report.places import (
     Place,
-    _common,
-    _differs,
-    _errors_by_shard,
-    _groups,
-    _knob,
-    _knob_text,
-    _per_place,
-    _side_count,
-    _total_count,
+    common_value,
+    differs_text,
+    errors_by_shard,
+    names_by_value,
+    knob_value,
+    knob_values_text,
+    per_place,
+    side_counter_rise,
+    total_counter_rise,
     side_places,
 )
 from tcpstress.report.rundata import RunData, scenario_get
-from tcpstress.report.wording import _fmt, _join, _t
+from tcpstress.report.wording import fmt_number, join_words, fmt_t
 
 
 def _close_wait_growth(run: RunData, place: Place) -> dict[str, Any] | None:
@@ -58,7 +58,7 @@ def rule_close_wait_leak(run: RunData, runs: list[RunData]) -> list[Finding]:
     evidence = {"close_wait_start": int(start), "close_wait_final": int(final), "close_wait_peak": int(peak),
                 "growth_per_s": round(rate, 1), "namespace": server}
     text = (
-        f"CLOSE_WAIT {where} grew from {int(start):,} to {int(final):,} (about {_fmt(rate)}/s) and never drained: "
+        f"CLOSE_WAIT {where} grew from {int(start):,} to {int(final):,} (about {fmt_number(rate)}/s) and never drained: "
         + CLOSE_WAIT_CAUSE
     )
     fd_ts, _ = _fds(run, _role(place, "target"))
@@ -80,7 +80,7 @@ def _close_wait_per_server(run: RunData, places: list[Place],
     parts = []
     shards = []
     for place, g in leaks:
-        part = (f"on {place.name} from {int(g['start']):,} to {int(g['final']):,} (about {_fmt(g['rate'])}/s)")
+        part = (f"on {place.name} from {int(g['start']):,} to {int(g['final']):,} (about {fmt_number(g['rate'])}/s)")
         entry = {"shard": place.name, "namespace": g["ns"], "close_wait_start": int(g["start"]),
                  "close_wait_final": int(g["final"]), "close_wait_peak": int(g["peak"]),
                  "growth_per_s": round(g["rate"], 1)}
@@ -112,44 +112,44 @@ def _fds(run: RunData, role: str) -> tuple[list[int], list[float]]:
 
 def rule_refused_or_reset(run: RunData, runs: list[RunData]) -> list[Finding]:
     findings = []
-    refused = run.error_count(_is("ECONNREFUSED"))
+    refused = run.error_count(error_named("ECONNREFUSED"))
     if refused:
-        first = run.first_error_t(_is("ECONNREFUSED"))
-        attempt_fails = _side_count(run, "TcpAttemptFails", "client")
-        out_rsts = _side_count(run, "TcpOutRsts", "server")
+        first = run.first_error_t(error_named("ECONNREFUSED"))
+        attempt_fails = side_counter_rise(run, "TcpAttemptFails", "client")
+        out_rsts = side_counter_rise(run, "TcpOutRsts", "server")
         evidence = {"ECONNREFUSED": refused, "first_error_t_s": first, "TcpAttemptFails": attempt_fails,
                     "server_TcpOutRsts": out_rsts, "error_pct": round(run.error_pct, 2)}
-        by_shard, by = _errors_by_shard(run, _is("ECONNREFUSED"))
+        by_shard, by = errors_by_shard(run, error_named("ECONNREFUSED"))
         if by_shard is not None:
             evidence["shards"] = by_shard
         text = (
             f"connect() got ECONNREFUSED {refused:,} times" + (f" ({by})" if by else "")
-            + (f", first at {_t(first)}" if first is not None else "")
+            + (f", first at {fmt_t(first)}" if first is not None else "")
             + f" ({run.error_pct:.1f}% of attempts; TcpAttemptFails rose by {attempt_fails:,}): the target answered "
             "the SYN with RST, so nothing was listening on that address and port at the time."
         )
         findings.append(Finding(impact_severity(run.error_pct), "Connections refused", text,
                                 evidence, [], run.label, "refused",
                                 "Check that the server was up for the whole run (a crash or restart) and the port."))
-    reset = run.error_count(_is("ECONNRESET", "EPIPE"))
+    reset = run.error_count(error_named("ECONNRESET", "EPIPE"))
     if reset:
-        first = run.first_error_t(_is("ECONNRESET", "EPIPE"))
-        estab_resets = _total_count(run, "TcpEstabResets")
-        aborts = [(p, _knob(run, "net.ipv4.tcp_abort_on_overflow", p)) for p in side_places(run, "server")]
-        same_abort, abort = _common(aborts)
+        first = run.first_error_t(error_named("ECONNRESET", "EPIPE"))
+        estab_resets = total_counter_rise(run, "TcpEstabResets")
+        aborts = [(p, knob_value(run, "net.ipv4.tcp_abort_on_overflow", p)) for p in side_places(run, "server")]
+        same_abort, abort = common_value(aborts)
         evidence = {"ECONNRESET+EPIPE": reset, "first_error_t_s": first, "TcpEstabResets": estab_resets,
-                    "tcp_abort_on_overflow": _per_place(aborts)}
-        by_shard, by = _errors_by_shard(run, _is("ECONNRESET", "EPIPE"))
+                    "tcp_abort_on_overflow": per_place(aborts)}
+        by_shard, by = errors_by_shard(run, error_named("ECONNRESET", "EPIPE"))
         if by_shard is not None:
             evidence["shards"] = by_shard
         text = (
             f"{reset:,} requests failed with ECONNRESET/EPIPE" + (f" ({by})" if by else "")
-            + (f", first at {_t(first)}" if first is not None else "")
+            + (f", first at {fmt_t(first)}" if first is not None else "")
             + f" (TcpEstabResets rose by {estab_resets:,}): the peer sent RST on an open connection."
         )
         advice = ("Usual causes: the server closed with SO_LINGER 0 or with unread data, it crashed or hit a "
                   "limit, or its accept queue overflowed with tcp_abort_on_overflow=1"
-                  + (f" ({_differs('it', aborts)})." if not same_abort
+                  + (f" ({differs_text('it', aborts)})." if not same_abort
                      else f" (it is {abort} here)." if abort is not None else "."))
         findings.append(Finding(impact_severity(run.error_pct), "Connections reset", text,
                                 evidence, ["net.ipv4.tcp_abort_on_overflow"], run.label, "reset", advice))
@@ -157,31 +157,31 @@ def rule_refused_or_reset(run: RunData, runs: list[RunData]) -> list[Finding]:
 
 
 def rule_timeouts(run: RunData, runs: list[RunData]) -> list[Finding]:
-    timeouts = {name: n for name, n in run.errors.items() if _is_timeout(name) and n > 0}
+    timeouts = {name: n for name, n in run.errors.items() if is_timeout(name) and n > 0}
     if not timeouts:
         return []
     total = sum(timeouts.values())
-    first = run.first_error_t(_is_timeout)
+    first = run.first_error_t(is_timeout)
     clients = side_places(run, "client")
-    syn_retrans = _side_count(run, "TcpExtTCPSynRetrans", "client")
-    retrans = _total_count(run, "TcpRetransSegs")
-    retries = [(p, _knob(run, "net.ipv4.tcp_syn_retries", p)) for p in clients]
-    same_retries, syn_retries = _common(retries)
+    syn_retrans = side_counter_rise(run, "TcpExtTCPSynRetrans", "client")
+    retrans = total_counter_rise(run, "TcpRetransSegs")
+    retries = [(p, knob_value(run, "net.ipv4.tcp_syn_retries", p)) for p in clients]
+    same_retries, syn_retries = common_value(retries)
     evidence = {**timeouts, "first_error_t_s": first, "TcpExtTCPSynRetrans": syn_retrans,
-                "TcpRetransSegs": retrans, "tcp_syn_retries": _per_place(retries)}
-    by_shard, by = _errors_by_shard(run, _is_timeout)
+                "TcpRetransSegs": retrans, "tcp_syn_retries": per_place(retries)}
+    by_shard, by = errors_by_shard(run, is_timeout)
     if by_shard is not None:
         evidence["shards"] = by_shard
     names = ", ".join(f"{name} {n:,}" for name, n in timeouts.items())
     text = (
         f"{total:,} attempts timed out ({names}" + (f"; {by}" if by else "") + ")"
-        + (f", first at {_t(first)}" if first is not None else "")
+        + (f", first at {fmt_t(first)}" if first is not None else "")
         + f" ({run.error_pct:.1f}% of attempts). Retransmitted segments rose by {retrans:,}"
         + (f", SYN retransmits by {syn_retrans:,}" if syn_retrans else "")
         + ": packets (a SYN, a SYN-ACK or the final ACK) were dropped or the server answered too slowly."
     )
     here = (f"{syn_retries if syn_retries is not None else 6} here" if same_retries
-            else _knob_text("tcp_syn_retries", retries).removeprefix("tcp_syn_retries="))
+            else knob_values_text("tcp_syn_retries", retries).removeprefix("tcp_syn_retries="))
     advice = ("Look for SYN-queue drops or accept-queue overflow on the server. Without the tool's own timeout, "
               "a connect() to a silent peer hangs until tcp_syn_retries is exhausted "
               f"({here}; 6 → about 127 s).")
@@ -189,12 +189,12 @@ def rule_timeouts(run: RunData, runs: list[RunData]) -> list[Finding]:
     keepalive = scenario_get(run, "connection.so_keepalive")
     if keepalive and timeouts.get("ETIMEDOUT"):
         # With SO_KEEPALIVE, ETIMEDOUT on an idle connection is the probes giving up.
-        probes = [(p, "{} + {} × {} s".format(*(_knob(run, f"net.ipv4.tcp_keepalive_{k}", p)
+        probes = [(p, "{} + {} × {} s".format(*(knob_value(run, f"net.ipv4.tcp_keepalive_{k}", p)
                                                  for k in ("time", "intvl", "probes")))) for p in clients]
-        same_probes, after = _common(probes)
+        same_probes, after = common_value(probes)
         if not same_probes:
             # Each shard's kernel gives up after its own knobs.
-            after = _join([f"{value} on {_join(names)}" for value, names in _groups(probes).items()])
+            after = join_words([f"{value} on {join_words(names)}" for value, names in names_by_value(probes).items()])
         text += (f" The connections had SO_KEEPALIVE on: ETIMEDOUT on an idle connection is the keep-alive "
                  f"probes going unanswered, after tcp_keepalive_time + intvl × probes = {after}.")
         advice = ("A peer that vanished is noticed after tcp_keepalive_time + tcp_keepalive_intvl × "

@@ -21,18 +21,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from tcpstress.report.finding import Finding, _is, _is_timeout
+from tcpstress.report.finding import Finding, error_named, is_timeout
 from tcpstress.report.rundata import RunData
-from tcpstress.report.wording import _join
+from tcpstress.report.wording import join_words
 
 # The errors a dedicated rule explains, by the title of its finding. Kept in
 # step with rules_ports, rules_connections (a test runs each dedicated rule on
 # a run holding only that error, so a drift fails there).
 DEDICATED: tuple[tuple[Callable[[str], bool], str], ...] = (
-    (_is("EADDRNOTAVAIL"), "Ephemeral ports exhausted (EADDRNOTAVAIL)"),
-    (_is("ECONNREFUSED"), "Connections refused"),
-    (_is("ECONNRESET", "EPIPE"), "Connections reset"),
-    (_is_timeout, "Timeouts"),
+    (error_named("EADDRNOTAVAIL"), "Ephemeral ports exhausted (EADDRNOTAVAIL)"),
+    (error_named("ECONNREFUSED"), "Connections refused"),
+    (error_named("ECONNRESET", "EPIPE"), "Connections reset"),
+    (is_timeout, "Timeouts"),
 )
 
 # Thresholds on the share of attempts that failed, the same as the dedicated
@@ -144,7 +144,7 @@ def rule_no_success(run: RunData, runs: list[RunData]) -> list[Finding]:
         if s.in_flight:
             parts.append(f"{s.in_flight:,} request{'s were' if s.in_flight != 1 else ' was'} still waiting for a "
                          "response when the run ended")
-        text = "Not one request succeeded: " + _join(parts) + "."
+        text = "Not one request succeeded: " + join_words(parts) + "."
         if s.in_flight and not s.failed:
             text += (" The server accepted the connections and never answered, or answers more slowly than the "
                      "run lasted.")
@@ -152,7 +152,7 @@ def rule_no_success(run: RunData, runs: list[RunData]) -> list[Finding]:
         else:
             explained = _explained(s.errors)
             if explained:
-                text += f" {_join(explained)} above explain{'s' if len(explained) == 1 else ''} " + (
+                text += f" {join_words(explained)} above explain{'s' if len(explained) == 1 else ''} " + (
                     "them." if not s.uncovered else "some of them.")
             advice = advice_for(s.uncovered)
     text += " This run's rates and latencies describe no successful exchange."
@@ -170,7 +170,7 @@ def rule_errors(run: RunData, runs: list[RunData]) -> list[Finding]:
             f"finding explains: {_names(uncovered)}.")
     if own < s.failed:
         explained = _explained(s.errors)
-        text += (f" With the rest, {s.failed:,} attempts ({pct_all:.2g}%) failed; {_join(explained)} "
+        text += (f" With the rest, {s.failed:,} attempts ({pct_all:.2g}%) failed; {join_words(explained)} "
                  f"{'explains' if len(explained) == 1 else 'explain'} the others.")
     text += " The latencies and rates count successful requests only."
     evidence: dict[str, object] = {"errors": uncovered, "error_total": s.failed, "requests": s.requests,

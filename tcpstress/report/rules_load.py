@@ -4,35 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from tcpstress.report.cpu import generator_busy, is_busy, saturation, shard_saturations
 from tcpstress.report.finding import Finding
 from tcpstress.report.lag import lag_cause, ports_crowded, schedule_check
-from tcpstress.report.rundata import RunData, _duration, _measured, _median
-from tcpstress.report.wording import _fmt, _join, _ms
-
-
-def _saturation(run: RunData, role: str) -> tuple[float, float, int] | None:
-    """(median CPU %, peak CPU %, cores) over the measured phase, or None without samples."""
-    ts, vs = run.cpu(role)
-    values = _measured(ts, vs, _duration(run))
-    if len(values) < 3:
-        return None
-    return _median(values), max(values), run.cores(role)
-
-
-def _busy(sat: tuple[float, float, int] | None) -> bool:
-    return sat is not None and sat[0] >= 0.9 * 100 * sat[2]
-
-
-def _shard_saturations(run: RunData, role: str) -> list[tuple[str, tuple[float, float, int]]]:
-    """A merged run's (shard label, saturation) for each shard whose process of this role was sampled."""
-    return [(label, sat) for label in run.shard_labels if (sat := _saturation(run, f"{label}:{role}")) is not None]
-
-
-def _generator_busy(run: RunData) -> bool:
-    """The generator, or in a merged run any shard's generator, was CPU-bound."""
-    if run.shard_labels:
-        return any(_busy(sat) for _, sat in _shard_saturations(run, "generator"))
-    return _busy(_saturation(run, "generator"))
+from tcpstress.report.rundata import RunData
+from tcpstress.report.wording import fmt_number, join_words, fmt_ms
 
 
 def _cpu_text(median: float, peak: float, cores: int) -> str:
@@ -45,12 +21,12 @@ def _saturated_shards(run: RunData, role: str) -> list[Finding]:
     One shard whose generator was CPU-bound makes the merged rate a lower
     bound; a CPU average over shards would hide it, so each is judged alone.
     """
-    sats = _shard_saturations(run, role)
-    busy = [(label, sat) for label, sat in sats if _busy(sat)]
+    sats = shard_saturations(run, role)
+    busy = [(label, sat) for label, sat in sats if is_busy(sat)]
     if not busy:
         return []
     which = "generator" if role == "generator" else "target"
-    each = _join([f"{_cpu_text(*sat)} on {label}" for label, sat in busy])
+    each = join_words([f"{_cpu_text(*sat)} on {label}" for label, sat in busy])
     worst = max(busy, key=lambda ls: ls[1][0] / ls[1][2])[1]
     evidence: dict[str, Any] = {
         f"{which}_cpu_median": round(worst[0], 1), f"{which}_cpu_peak": round(worst[1], 1),
@@ -65,28 +41,28 @@ def _saturated_shards(run: RunData, role: str) -> list[Finding]:
         evidence["requests_per_s"] = rate
         text = (f"The generator used a median of {each} (100% = one full core): on {some} the load tool itself "
                 "was the bottleneck. "
-                + (f"The merged {_fmt(rate)} req/s is a lower bound for the servers, not their capacity. "
+                + (f"The merged {fmt_number(rate)} req/s is a lower bound for the servers, not their capacity. "
                    if rate else ""))
-        targets = [(label, sat) for label, sat in _shard_saturations(run, "target") if label in names]
+        targets = [(label, sat) for label, sat in shard_saturations(run, "target") if label in names]
         if targets:
             evidence["target_cpu_median"] = {label: round(sat[0], 1) for label, sat in targets}
-            text += ("The targets used " + ("only " if not any(_busy(sat) for _, sat in targets) else "")
-                     + "a median of " + _join([f"{sat[0]:.0f}% on {label}" for label, sat in targets]) + ".")
+            text += ("The targets used " + ("only " if not any(is_busy(sat) for _, sat in targets) else "")
+                     + "a median of " + join_words([f"{sat[0]:.0f}% on {label}" for label, sat in targets]) + ".")
         return [Finding("warning", "Generator saturated: results are a lower bound", text.strip(), evidence, [],
                         run.label, "generator_saturated",
                         "Add generator workers (load.workers, up to the free cores), more shards, or run the "
                         "generators elsewhere.")]
     text = (f"The target used a median of {each}: on {some} the server was the bottleneck"
-            + (f", so the merged {_fmt(rate)} req/s is about the servers' capacity for this workload"
+            + (f", so the merged {fmt_number(rate)} req/s is about the servers' capacity for this workload"
                if rate and len(busy) == len(sats) else "")
             + ". ")
     lat = run.latency_us("total")
     if lat:
         evidence["p99_us"] = lat["p99"]
-        text += f"The merged p99 latency of {_ms(lat['p99'])} includes waiting in their queues. "
-    gens = [label for label, sat in _shard_saturations(run, "generator") if label in names and _busy(sat)]
+        text += f"The merged p99 latency of {fmt_ms(lat['p99'])} includes waiting in their queues. "
+    gens = [label for label, sat in shard_saturations(run, "generator") if label in names and is_busy(sat)]
     if gens:
-        text += f"The generator was saturated too on {_join(gens)}: both compete for the same cores."
+        text += f"The generator was saturated too on {join_words(gens)}: both compete for the same cores."
     advice = "More server workers, or a faster server, raise the ceiling; kernel knobs will not."
     return [Finding("warning", "Server saturated", text.strip(), evidence, [], run.label, "server_saturated", advice)]
 
@@ -94,8 +70,8 @@ def _saturated_shards(run: RunData, role: str) -> list[Finding]:
 def rule_generator_saturated(run: RunData, runs: list[RunData]) -> list[Finding]:
     if run.shard_labels:
         return _saturated_shards(run, "generator")
-    sat = _saturation(run, "generator")
-    if not _busy(sat) or ports_crowded(run):
+    sat = saturation(run, "generator")
+    if not is_busy(sat) or ports_crowded(run):
         # A crowded port range burns the generator's CPU in connect()'s port search: more
         # workers would not help, and the ports finding says what would.
         return []
@@ -106,9 +82,9 @@ def rule_generator_saturated(run: RunData, runs: list[RunData]) -> list[Finding]
     text = (
         f"The generator used a median of {median:.0f}% CPU over {cores} core{'s' if cores > 1 else ''} "
         f"(100% = one full core; peak {peak:.0f}%): the load tool itself was the bottleneck. "
-        + (f"The achieved {_fmt(rate)} req/s is a lower bound for the server, not its capacity. " if rate else "")
+        + (f"The achieved {fmt_number(rate)} req/s is a lower bound for the server, not its capacity. " if rate else "")
     )
-    target = _saturation(run, "target")
+    target = saturation(run, "target")
     if target is not None:
         evidence["target_cpu_median"] = round(target[0], 1)
         text += f"The target used only a median of {target[0]:.0f}%."
@@ -120,22 +96,22 @@ def rule_generator_saturated(run: RunData, runs: list[RunData]) -> list[Finding]
 def rule_server_saturated(run: RunData, runs: list[RunData]) -> list[Finding]:
     if run.shard_labels:
         return _saturated_shards(run, "target")
-    sat = _saturation(run, "target")
-    if not _busy(sat):
+    sat = saturation(run, "target")
+    if not is_busy(sat):
         return []
     median, peak, cores = sat
     evidence = {"target_cpu_median": round(median, 1), "target_cpu_peak": round(peak, 1), "target_cores": cores}
     rate = run.summary.get("requests_per_s")
     text = (
         f"The target used a median of {_cpu_text(median, peak, cores)}: the server was the bottleneck"
-        + (f", so {_fmt(rate)} req/s is about its capacity for this workload" if rate else "")
+        + (f", so {fmt_number(rate)} req/s is about its capacity for this workload" if rate else "")
         + ". "
     )
     lat = run.latency_us("total")
     if lat:
         evidence["p99_us"] = lat["p99"]
-        text += f"Its p99 latency of {_ms(lat['p99'])} includes waiting in its queues. "
-    if _busy(_saturation(run, "generator")):
+        text += f"Its p99 latency of {fmt_ms(lat['p99'])} includes waiting in its queues. "
+    if is_busy(saturation(run, "generator")):
         text += "The generator was saturated too: both compete for the same cores."
     advice = "More server workers, or a faster server, raise the ceiling; kernel knobs will not."
     return [Finding("warning", "Server saturated", text.strip(), evidence, [], run.label, "server_saturated", advice)]
@@ -167,14 +143,14 @@ def rule_open_model_lag(run: RunData, runs: list[RunData]) -> list[Finding]:
         "intended_rate": check.intended_rate, "scheduled_rate": round(check.due_rate, 1),
         "started_rate": round(check.started_rate, 1), "achieved_rate": round(achieved, 1),
         "late_starts": late, "max_lag_us": max_lag}
-    asked = f"{_fmt(check.intended_rate)} req/s"
+    asked = f"{fmt_number(check.intended_rate)} req/s"
     if check.ramp:
-        asked += (f" after a {check.ramp:g} s ramp ({_fmt(round(check.due_rate, 1))}/s on average over the "
+        asked += (f" after a {check.ramp:g} s ramp ({fmt_number(round(check.due_rate, 1))}/s on average over the "
                   "measured phase)")
-    text = f"The open model asked for {asked} and started {_fmt(round(check.started_rate, 1))}/s"
+    text = f"The open model asked for {asked} and started {fmt_number(round(check.started_rate, 1))}/s"
     if late:
         pct = 100.0 * late / attempts if attempts else 0.0
-        text += f"; {late:,} requests ({pct:.1f}%) started late, by up to {_ms(max_lag)}"
+        text += f"; {late:,} requests ({pct:.1f}%) started late, by up to {fmt_ms(max_lag)}"
     cause = lag_cause(run, check)
     evidence["cause"] = cause.key
     evidence.update({k: v for k, v in cause.evidence.items() if v is not None})
@@ -182,8 +158,8 @@ def rule_open_model_lag(run: RunData, runs: list[RunData]) -> list[Finding]:
     if corrected and uncorrected:
         evidence["p99_corrected_us"], evidence["p99_uncorrected_us"] = corrected["p99"], uncorrected["p99"]
         text += (
-            f"p99 measured from each request's intended start is {_ms(corrected['p99'])}, against "
-            f"{_ms(uncorrected['p99'])} from its actual start: the uncorrected number hides the queueing "
+            f"p99 measured from each request's intended start is {fmt_ms(corrected['p99'])}, against "
+            f"{fmt_ms(uncorrected['p99'])} from its actual start: the uncorrected number hides the queueing "
             "(coordinated omission); the corrected one is what users at this rate would see."
         )
     if behind or slipped:
@@ -210,7 +186,7 @@ def rule_incomplete_run(run: RunData, runs: list[RunData]) -> list[Finding]:
             {"partial_reason": reason}, [], run.label, "partial"))
     dead = [w for w in run.summary.get("workers", []) or [] if isinstance(w, dict) and w.get("exit", "ok") != "ok"]
     if dead:
-        names = _join([f"{w.get('name', '?')} ({w.get('exit')})" for w in dead])
+        names = join_words([f"{w.get('name', '?')} ({w.get('exit')})" for w in dead])
         findings.append(Finding(
             "critical", "Load workers died", f"{len(dead)} load worker(s) did not finish cleanly: {names}. "
             "Their share of the load is missing from every number.",

@@ -5,22 +5,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tcpstress.report.finding import Finding, impact_severity, _is
+from tcpstress.report.finding import Finding, impact_severity, error_named
 from tcpstress.report.limits import port_limit
 from tcpstress.report.places import (
     Place,
-    _common,
-    _count,
-    _differs,
-    _knob,
-    _peak,
-    _per_place,
+    common_value,
+    counter_rise,
+    differs_text,
+    knob_value,
+    state_peak,
+    per_place,
     all_places,
     side_places,
 )
 from tcpstress.report.rundata import RunData
-from tcpstress.report.variants import _describe_variant
-from tcpstress.report.wording import _join, _t
+from tcpstress.report.variants import describe_variant
+from tcpstress.report.wording import join_words, fmt_t
 
 # TCP_TIMEWAIT_LEN: fixed in mainline Linux, no sysctl changes it.
 TIME_WAIT_SECONDS = 60
@@ -28,12 +28,12 @@ TIME_WAIT_SECONDS = 60
 
 def _tw_reuse_delay_s(run: RunData, place: Place) -> float:
     """tcp_tw_reuse_delay in seconds (1 s where the kernel has no such knob)."""
-    value = _knob(run, "net.ipv4.tcp_tw_reuse_delay", place)
+    value = knob_value(run, "net.ipv4.tcp_tw_reuse_delay", place)
     return int(value) / 1000.0 if value and value.strip().isdigit() and int(value) > 0 else 1.0
 
 
 def rule_port_exhaustion(run: RunData, runs: list[RunData]) -> list[Finding]:
-    is_addr = _is("EADDRNOTAVAIL")
+    is_addr = error_named("EADDRNOTAVAIL")
     failures = run.error_count(is_addr)
     if failures == 0:
         return []
@@ -50,8 +50,8 @@ def rule_port_exhaustion(run: RunData, runs: list[RunData]) -> list[Finding]:
              and o.result.data.get("name") == same]
     if clean:
         evidence["variants_without"] = [o.label for o in clean]
-        described = [_describe_variant(run, o) for o in clean]
-        text += f"No EADDRNOTAVAIL in {_join(described)}."
+        described = [describe_variant(run, o) for o in clean]
+        text += f"No EADDRNOTAVAIL in {join_words(described)}."
     if not general_advice:
         advice = "A wider ip_local_port_range, more source addresses, or keep-alive connections."
     else:
@@ -74,10 +74,10 @@ def _reusing(run: RunData, tw_reuse: str | None) -> bool:
 def _ports_of_one_client(run: RunData, place: Place, failures: int,
                          first: float | None) -> tuple[str, dict[str, Any], bool]:
     """(text, evidence, whether the TIME_WAIT advice applies) for one client namespace."""
-    tw_peak = _peak(run, "TIME_WAIT", place)
-    est_peak = _peak(run, "ESTABLISHED", place)
+    tw_peak = state_peak(run, "TIME_WAIT", place)
+    est_peak = state_peak(run, "ESTABLISHED", place)
     limit = port_limit(run, place)
-    tw_reuse = _knob(run, "net.ipv4.tcp_tw_reuse", place)
+    tw_reuse = knob_value(run, "net.ipv4.tcp_tw_reuse", place)
     evidence: dict[str, Any] = {
         "EADDRNOTAVAIL": failures, "first_error_t_s": first,
         "time_wait_peak": tw_peak, "established_peak": est_peak, "namespace": place.namespaces[0],
@@ -86,7 +86,7 @@ def _ports_of_one_client(run: RunData, place: Place, failures: int,
         evidence["namespaces"] = place.namespaces
     text = f"connect() failed with EADDRNOTAVAIL {failures:,} times"
     if first is not None:
-        text += f", from {_t(first)}"
+        text += f", from {fmt_t(first)}"
     text += ": the client ran out of ephemeral ports. "
     holder = "TIME_WAIT" if tw_peak >= est_peak else "ESTABLISHED"
     held = max(tw_peak, est_peak)
@@ -154,26 +154,26 @@ def _per_client_rate(rows: list[_ClientPorts], seconds: float, unit: str) -> str
     rates = [r.limit[0] / seconds for r in rows if r.limit]
     if len({round(x) for x in rates}) == 1:
         return f"{rates[0]:,.0f} {unit}" + (" from each client" if len(rows) > 1 else "")
-    return _join([f"{x:,.0f}" + (f" {unit}" if i == 0 else "") + f" from {r.place.name}"
+    return join_words([f"{x:,.0f}" + (f" {unit}" if i == 0 else "") + f" from {r.place.name}"
                   for i, (x, r) in enumerate(zip(rates, rows))])
 
 
 def _ports_per_client(run: RunData, places: list[Place], failures: int,
                       first: float | None) -> tuple[str, dict[str, Any], bool]:
     """Each shard's client has its own ports, range and tcp_tw_reuse: say what each held against its own."""
-    by_shard = run.shard_errors(_is("EADDRNOTAVAIL"))
+    by_shard = run.shard_errors(error_named("EADDRNOTAVAIL"))
     rows = []
     for p in places:
-        tw_reuse = _knob(run, "net.ipv4.tcp_tw_reuse", p)
+        tw_reuse = knob_value(run, "net.ipv4.tcp_tw_reuse", p)
         rows.append(_ClientPorts(
             place=p, errors=None if by_shard is None else sum(by_shard.get(label, 0) for label in p.shards),
-            tw_peak=_peak(run, "TIME_WAIT", p), est_peak=_peak(run, "ESTABLISHED", p), limit=port_limit(run, p),
+            tw_peak=state_peak(run, "TIME_WAIT", p), est_peak=state_peak(run, "ESTABLISHED", p), limit=port_limit(run, p),
             tw_reuse=tw_reuse, reuse_delay_s=_tw_reuse_delay_s(run, p), reusing=_reusing(run, tw_reuse)))
     known = any(r.errors for r in rows)
     hit = [r for r in rows if r.errors] if known else rows
     text = f"connect() failed with EADDRNOTAVAIL {failures:,} times"
     if first is not None:
-        text += f", from {_t(first)}"
+        text += f", from {fmt_t(first)}"
     if not known:
         text += ": the clients ran out of ephemeral ports. "
     elif len(hit) == 1:
@@ -181,7 +181,7 @@ def _ports_per_client(run: RunData, places: list[Place], failures: int,
     elif len(hit) == len(rows):
         text += f": the clients of all {len(rows)} shards ran out of ephemeral ports. "
     else:
-        text += f": the clients of {_join([r.place.name for r in hit])} ran out of ephemeral ports. "
+        text += f": the clients of {join_words([r.place.name for r in hit])} ran out of ephemeral ports. "
 
     def held(r: _ClientPorts) -> str:
         part = f"{r.holder} peaked at {r.held:,}"
@@ -199,9 +199,9 @@ def _ports_per_client(run: RunData, places: list[Place], failures: int,
     text += "Every client host has its own ports and its own ip_local_port_range: "
     if len(rows) > 1 and len({(r.holder, r.held, r.limit) for r in rows}) == 1:
         # Alike but for their errors: say it once.
-        text += f"on each of {_join([r.place.name for r in rows])}, {held(rows[0])}"
+        text += f"on each of {join_words([r.place.name for r in rows])}, {held(rows[0])}"
         if known and all(r.errors is not None for r in rows):
-            text += f", with {_join([f'{r.errors:,}' for r in rows])} EADDRNOTAVAIL"
+            text += f", with {join_words([f'{r.errors:,}' for r in rows])} EADDRNOTAVAIL"
         text += ". "
     else:
         text += "; ".join(map(one, rows)) + ". "
@@ -211,12 +211,12 @@ def _ports_per_client(run: RunData, places: list[Place], failures: int,
         text += (f"Added up, the clients held at most {held_sum:,} of their {ports_sum:,} ports: the sum of "
                  "per-host peaks, which need not have come at the same moment. ")
     reuse_pairs = [(r.place, r.tw_reuse) for r in rows]
-    same_reuse, _ = _common(reuse_pairs)
+    same_reuse, _ = common_value(reuse_pairs)
     if not same_reuse:
-        text += _differs("tcp_tw_reuse", reuse_pairs) + ". "
+        text += differs_text("tcp_tw_reuse", reuse_pairs) + ". "
     open_rows = [r for r in hit if r.holder != "TIME_WAIT"]
     if open_rows:
-        text += (f"On {_join([r.place.name for r in open_rows])}, the ports are held by open connections: more "
+        text += (f"On {join_words([r.place.name for r in open_rows])}, the ports are held by open connections: more "
                  "concurrent connections than ports. ")
     tw_rows = [r for r in hit if r.holder == "TIME_WAIT"]
     groups: dict[tuple[str | None, float], list[_ClientPorts]] = {}
@@ -225,7 +225,7 @@ def _ports_per_client(run: RunData, places: list[Place], failures: int,
     for (tw_reuse, delay), group in groups.items():
         rate = _per_client_rate(group, delay, "per second per destination")
         text += (
-            f"On {_join([r.place.name for r in group])}, tcp_tw_reuse={tw_reuse}"
+            f"On {join_words([r.place.name for r in group])}, tcp_tw_reuse={tw_reuse}"
             f"{' (on loopback)' if tw_reuse == '2' else ''} lets a new connect() take a TIME_WAIT port only once "
             f"it is older than {delay:g} s, so the range must cover {delay:g} s of new connections"
             + (f": about {rate}" if rate else "") + "; a faster burst still fails. "
@@ -233,9 +233,9 @@ def _ports_per_client(run: RunData, places: list[Place], failures: int,
     waiting = [r for r in tw_rows if not r.reusing]
     if waiting:
         rate = _per_client_rate(waiting, TIME_WAIT_SECONDS, "new connections/s per destination")
-        same, tw_reuse = _common([(r.place, r.tw_reuse) for r in waiting])
+        same, tw_reuse = common_value([(r.place, r.tw_reuse) for r in waiting])
         text += (
-            f"On {_join([r.place.name for r in waiting])}, the side that closes first keeps each port in TIME_WAIT "
+            f"On {join_words([r.place.name for r in waiting])}, the side that closes first keeps each port in TIME_WAIT "
             f"for {TIME_WAIT_SECONDS} s (TCP_TIMEWAIT_LEN, not a sysctl)"
             + (f", so sustained churn tops out near {rate}" if rate else "")
             + (f"; tcp_tw_reuse is {tw_reuse} there" if same and tw_reuse is not None else "")
@@ -250,7 +250,7 @@ def _ports_per_client(run: RunData, places: list[Place], failures: int,
     if all(r.limit for r in rows):
         evidence["ports"] = sum(r.limit[0] for r in rows if r.limit)
     if any(r.tw_reuse is not None for r in rows):
-        evidence["tcp_tw_reuse"] = _per_place(reuse_pairs)
+        evidence["tcp_tw_reuse"] = per_place(reuse_pairs)
     evidence["shards"] = [{
         "shard": r.place.name, "namespaces": r.place.namespaces, "EADDRNOTAVAIL": r.errors,
         "time_wait_peak": r.tw_peak, "established_peak": r.est_peak,
@@ -263,12 +263,12 @@ def _ports_per_client(run: RunData, places: list[Place], failures: int,
 def rule_time_wait_overflow(run: RunData, runs: list[RunData]) -> list[Finding]:
     rows = []
     for place in all_places(run):
-        overflow = _count(run, "TcpExtTCPTimeWaitOverflow", place)
+        overflow = counter_rise(run, "TcpExtTCPTimeWaitOverflow", place)
         if overflow <= 0:
             continue
         # tcp_max_tw_buckets is per namespace: each host's own value, never another shard's.
-        rows.append((place, overflow, _knob(run, "net.ipv4.tcp_max_tw_buckets", place),
-                     _peak(run, "TIME_WAIT", place)))
+        rows.append((place, overflow, knob_value(run, "net.ipv4.tcp_max_tw_buckets", place),
+                     state_peak(run, "TIME_WAIT", place)))
     if not rows:
         return []
     advice = "Raise tcp_max_tw_buckets, or cut connection churn with keep-alive."
@@ -293,13 +293,13 @@ def rule_time_wait_overflow(run: RunData, runs: list[RunData]) -> list[Finding]:
              + (f"shared by {', '.join(place.shards)}; " if len(place.shards) > 1 else "")
              + f"TIME_WAIT peaked at {peak:,}" + (f" against tcp_max_tw_buckets={buckets}" if buckets else "") + ")"
              for place, overflow, buckets, peak in rows]
-    text = "TcpExtTCPTimeWaitOverflow rose " + _join(parts) + tail
+    text = "TcpExtTCPTimeWaitOverflow rose " + join_words(parts) + tail
     if len({buckets for _, _, buckets, _ in rows}) > 1:
-        text += " " + _differs("tcp_max_tw_buckets", [(p, b) for p, _, b, _ in rows]) + "."
+        text += " " + differs_text("tcp_max_tw_buckets", [(p, b) for p, _, b, _ in rows]) + "."
     evidence = {
         "TcpExtTCPTimeWaitOverflow": sum(o for _, o, _, _ in rows),
         "time_wait_peak": sum(pk for _, _, _, pk in rows),  # per-host peaks added up: an upper bound
-        "tcp_max_tw_buckets": _per_place([(p, b) for p, _, b, _ in rows]),
+        "tcp_max_tw_buckets": per_place([(p, b) for p, _, b, _ in rows]),
         "namespaces": [ns for p, _, _, _ in rows for ns in p.namespaces],
         "shards": [{"shard": p.name, "namespaces": p.namespaces, "TcpExtTCPTimeWaitOverflow": o,
                     "time_wait_peak": pk, "tcp_max_tw_buckets": b} for p, o, b, pk in rows],

@@ -9,16 +9,17 @@ from tcpstress.report.finding import Finding
 from tcpstress.report.limits import accept_queue_limit
 from tcpstress.report.places import (
     Place,
-    _common,
-    _count,
-    _differs,
-    _knob,
-    _knob_text,
-    _per_place,
+    common_value,
+    counter_rise,
+    differs_text,
+    knob_value,
+    knob_values_text,
+    per_place,
     side_places,
 )
-from tcpstress.report.rundata import RunData, _median
-from tcpstress.report.wording import _join, _ms
+from tcpstress.report.rundata import RunData
+from tcpstress.report.stats import median_of
+from tcpstress.report.wording import join_words, fmt_ms
 
 ACCEPT_ABORT_TEXT = "With tcp_abort_on_overflow=1 the kernel answered with RST, so clients saw ECONNRESET. "
 ACCEPT_IGNORE_TEXT = (
@@ -37,7 +38,7 @@ def _queue_text(backlog: int | None, somaxconn: int | None, limit: int | None) -
 
 def rule_accept_queue_overflow(run: RunData, runs: list[RunData]) -> list[Finding]:
     places = side_places(run, "server")
-    rows = [(p, _count(run, "TcpExtListenOverflows", p), _count(run, "TcpExtListenDrops", p)) for p in places]
+    rows = [(p, counter_rise(run, "TcpExtListenOverflows", p), counter_rise(run, "TcpExtListenDrops", p)) for p in places]
     # Each shard's server (its own built-in server, or a sidecar) has its own
     # accept queue: the rises add up, the queue sizes do not.
     overflows = sum(o for _, o, _ in rows)
@@ -49,7 +50,7 @@ def rule_accept_queue_overflow(run: RunData, runs: list[RunData]) -> list[Findin
     hit = [p for p, o, _ in rows if o > 0]
     limits = {id(p): accept_queue_limit(run, p) for p in places}
     backlog, somaxconn, limit = limits[id(hit[0])]
-    aborts = [(p, _knob(run, "net.ipv4.tcp_abort_on_overflow", p)) for p in hit]
+    aborts = [(p, knob_value(run, "net.ipv4.tcp_abort_on_overflow", p)) for p in hit]
     abort = aborts[0][1]
     evidence: dict[str, Any] = {
         "TcpExtListenOverflows": overflows, "TcpExtListenDrops": drops,
@@ -65,40 +66,40 @@ def rule_accept_queue_overflow(run: RunData, runs: list[RunData]) -> list[Findin
         text += ACCEPT_ABORT_TEXT if abort == "1" else ACCEPT_IGNORE_TEXT
     else:
         evidence.update({
-            "somaxconn": _per_place([(p, limits[id(p)][1]) for p in places]),
-            "accept_queue": _per_place([(p, limits[id(p)][2]) for p in places]),
-            "tcp_abort_on_overflow": _per_place(aborts),
+            "somaxconn": per_place([(p, limits[id(p)][1]) for p in places]),
+            "accept_queue": per_place([(p, limits[id(p)][2]) for p in places]),
+            "tcp_abort_on_overflow": per_place(aborts),
             "shards": [{"shard": p.name, "namespaces": p.namespaces, "TcpExtListenOverflows": o,
                         "TcpExtListenDrops": d, "somaxconn": limits[id(p)][1], "accept_queue": limits[id(p)][2],
-                        "tcp_abort_on_overflow": _knob(run, "net.ipv4.tcp_abort_on_overflow", p)}
+                        "tcp_abort_on_overflow": knob_value(run, "net.ipv4.tcp_abort_on_overflow", p)}
                        for p, o, d in rows],
         })
         where = "; ".join(f"{p.name}: {o:,} and {d:,}" for p, o, d in rows if o > 0)
         queues = [(p, limits[id(p)]) for p in hit]
-        same_queue, _ = _common([(p, q[1:]) for p, q in queues])
+        same_queue, _ = common_value([(p, q[1:]) for p, q in queues])
         queue = (_queue_text(backlog, somaxconn, limit) if same_queue else
                  f"min(listen backlog {backlog if backlog is not None else '?'}, somaxconn) = "
-                 + _join([f"{'?' if q[2] is None else f'{q[2]:,}'} on {p.name}" for p, q in queues]))
+                 + join_words([f"{'?' if q[2] is None else f'{q[2]:,}'} on {p.name}" for p, q in queues]))
         text = (
             f"TcpExtListenOverflows rose by {overflows:,} and TcpExtListenDrops by {drops:,} over the "
             f"{len(places)} shards' servers ({where}): the accept queue, {queue}, was full because the server did "
             "not call accept() fast enough. "
         )
         if not same_queue:
-            text += _differs("net.core.somaxconn", [(p, q[1]) for p, q in queues]) + ". "
-        same_abort, _ = _common(aborts)
+            text += differs_text("net.core.somaxconn", [(p, q[1]) for p, q in queues]) + ". "
+        same_abort, _ = common_value(aborts)
         if same_abort:
             text += ACCEPT_ABORT_TEXT if abort == "1" else ACCEPT_IGNORE_TEXT
         else:
             text += (
-                _differs("tcp_abort_on_overflow", aborts) + ": where it is 1 the kernel answered with RST, so "
+                differs_text("tcp_abort_on_overflow", aborts) + ": where it is 1 the kernel answered with RST, so "
                 "clients saw ECONNRESET; elsewhere it ignored the client's final ACK, so the client's first data "
                 "was retransmitted (latency of 1 s or more, or timeouts). "
             )
     lat = run.latency_us("total")
     if lat:
         evidence["p99_us"] = lat["p99"]
-        text += f"p99 latency was {_ms(lat['p99'])}."
+        text += f"p99 latency was {fmt_ms(lat['p99'])}."
     advice = ("Make the server accept faster (more workers). A bigger backlog and somaxconn only absorb "
               "bursts; under sustained overload they add queueing delay.")
     return [Finding(
@@ -128,11 +129,11 @@ def _syn_queue_of(run: RunData, place: Place) -> _SynQueue:
     ts, vs = run.series("SYN_RECV", ns)
     peak = run.peak("SYN_RECV", ns)
     return _SynQueue(
-        place=place, qfull_drop=_count(run, "TcpExtTCPReqQFullDrop", place),
-        cookies=_count(run, "TcpExtSyncookiesSent", place), do_cookies=_count(run, "TcpExtTCPReqQFullDoCookies", place),
+        place=place, qfull_drop=counter_rise(run, "TcpExtTCPReqQFullDrop", place),
+        cookies=counter_rise(run, "TcpExtSyncookiesSent", place), do_cookies=counter_rise(run, "TcpExtTCPReqQFullDoCookies", place),
         peak=peak, plateau_s=_plateau_seconds(ts, vs, peak),
-        syncookies=_knob(run, "net.ipv4.tcp_syncookies", place),
-        max_syn_backlog=_knob(run, "net.ipv4.tcp_max_syn_backlog", place),
+        syncookies=knob_value(run, "net.ipv4.tcp_syncookies", place),
+        max_syn_backlog=knob_value(run, "net.ipv4.tcp_max_syn_backlog", place),
         limit=accept_queue_limit(run, place)[2])
 
 
@@ -201,24 +202,24 @@ def _syn_queue_per_server(run: RunData, rows: list[_SynQueue], hit: list[_SynQue
     def rises(counter: str, values: list[tuple[_SynQueue, int]]) -> str:
         total = sum(n for _, n in values)
         return f"{counter} rose by {total:,}" + (
-            f" ({_join([f'{n:,} on {r.place.name}' for r, n in values])})" if len(values) > 1 else "")
+            f" ({join_words([f'{n:,} on {r.place.name}' for r, n in values])})" if len(values) > 1 else "")
 
-    held = "SYN_RECV on the servers held at about " + _join([held_on(r) for r in hit])
-    same_limit, limit = _common([(r.place, r.limit) for r in hit])
+    held = "SYN_RECV on the servers held at about " + join_words([held_on(r) for r in hit])
+    same_limit, limit = common_value([(r.place, r.limit) for r in hit])
     if same_limit and limit is not None:
         held += f" (the listen backlog caps the SYN queue too: min(backlog, somaxconn) = {limit:,})"
     elif not same_limit:
         held += (" (the listen backlog caps the SYN queue too: min(backlog, somaxconn) = "
-                 + _join([f"{'?' if r.limit is None else f'{r.limit:,}'} on {r.place.name}" for r in hit]) + ")")
+                 + join_words([f"{'?' if r.limit is None else f'{r.limit:,}'} on {r.place.name}" for r in hit]) + ")")
     evidence: dict[str, Any] = {
         # Per-server peaks added up: an upper bound on what the servers held at one moment.
         "syn_recv_peak": sum(r.peak for r in rows),
         "TcpExtTCPReqQFullDrop": sum(r.qfull_drop for r in rows),
         "TcpExtSyncookiesSent": sum(r.cookies for r in rows),
         "TcpExtTCPReqQFullDoCookies": sum(r.do_cookies for r in rows),
-        "tcp_syncookies": _per_place([(r.place, r.syncookies) for r in rows]),
-        "tcp_max_syn_backlog": _per_place([(r.place, r.max_syn_backlog) for r in rows]),
-        "accept_queue": _per_place([(r.place, r.limit) for r in rows]),
+        "tcp_syncookies": per_place([(r.place, r.syncookies) for r in rows]),
+        "tcp_max_syn_backlog": per_place([(r.place, r.max_syn_backlog) for r in rows]),
+        "accept_queue": per_place([(r.place, r.limit) for r in rows]),
         "shards": [{"shard": r.place.name, "namespaces": r.place.namespaces, "syn_recv_peak": r.peak,
                     "syn_recv_plateau_s": r.plateau_s, "TcpExtTCPReqQFullDrop": r.qfull_drop,
                     "TcpExtSyncookiesSent": r.cookies, "TcpExtTCPReqQFullDoCookies": r.do_cookies,
@@ -233,20 +234,20 @@ def _syn_queue_per_server(run: RunData, rows: list[_SynQueue], hit: list[_SynQue
         counter = "TcpExtSyncookiesSent" if all(r.cookies for r in cookied) else "SYN cookie counters"
         cookie_text = (
             f"{rises(counter, sent)}: the SYN queue overflowed and, with "
-            f"{_knob_text('tcp_syncookies', [(r.place, r.syncookies) for r in cookied])}, the kernel answered "
+            f"{knob_values_text('tcp_syncookies', [(r.place, r.syncookies) for r in cookied])}, the kernel answered "
             "with SYN cookies instead of dropping, so real clients still connected."
         )
     if len({r.syncookies for r in rows}) > 1:
-        cookie_text += " " + _differs("tcp_syncookies", [(r.place, r.syncookies) for r in rows]) + "."
+        cookie_text += " " + differs_text("tcp_syncookies", [(r.place, r.syncookies) for r in rows]) + "."
     if dropped:
         text = (
             f"{held} while {rises('TcpExtTCPReqQFullDrop', [(r, r.qfull_drop) for r in dropped])}: the SYN queue "
-            f"was full and, with {_knob_text('tcp_syncookies', [(r.place, r.syncookies) for r in dropped])}, new "
+            f"was full and, with {knob_values_text('tcp_syncookies', [(r.place, r.syncookies) for r in dropped])}, new "
             "SYNs were dropped, so real clients waited for SYN retransmits (1 s, then more) or timed out. Each "
             "half-open entry lives until tcp_synack_retries is exhausted (5 → about 63 s)."
         )
         if cookied:
-            text += f" On {_join([r.place.name for r in cookied])} instead, " + cookie_text
+            text += f" On {join_words([r.place.name for r in cookied])} instead, " + cookie_text
         elif cookie_text:
             text += cookie_text
         return [_syn_drop_finding(run, text.strip(), evidence)]
@@ -257,6 +258,6 @@ def _plateau_seconds(ts: list[float], vs: list[float], peak: float) -> float:
     """How long a level stayed within 10% of its peak (a queue held at its cap)."""
     if peak <= 0 or len(ts) < 2:
         return 0.0
-    step = _median([b - a for a, b in zip(ts, ts[1:])]) or 1.0
+    step = median_of([b - a for a, b in zip(ts, ts[1:])]) or 1.0
     near = sum(1 for v in vs if v >= 0.9 * peak)
     return round(near * step, 1) if near >= 2 else 0.0

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from tcpstress.report.finding import Finding
 from tcpstress.report.rundata import RunData
-from tcpstress.report.wording import _join
+from tcpstress.report.wording import join_words
 
 SEVERITIES = ("critical", "warning", "info")
 NEARLY_PCT = 5.0  # errors below this share, where the problem run had more: nearly fixed
@@ -43,7 +43,7 @@ def verdict_lines(runs: list[RunData], findings: list[Finding]) -> list[str]:
     if base.error_pct == 0 and not base.late:
         worse = [o.label for o in others if o.error_pct > 0 or o.late]
         line = f"{base.label} had no errors and kept up"
-        return [line + (f"; worse: {_join(worse)}" if worse else "; so did every variant") + "."]
+        return [line + (f"; worse: {join_words(worse)}" if worse else "; so did every variant") + "."]
     problem = f"{_pct(base.error_pct)} of attempts failed" if base.error_pct else "fell behind its schedule"
     if base.first_error_t is not None:
         problem += f" from t={base.first_error_t:g} s"
@@ -62,15 +62,15 @@ def verdict_lines(runs: list[RunData], findings: list[Finding]) -> list[str]:
             same.append(f"{o.label} ({_pct(o.error_pct)} errors)" if o.error_pct else f"{o.label} (late)")
     parts = []
     if fixed:
-        parts.append("fixed by " + _join(fixed))
+        parts.append("fixed by " + join_words(fixed))
     if nearly:
-        parts.append("nearly by " + _join(nearly))
+        parts.append("nearly by " + join_words(nearly))
     for t in sorted({t for t, _ in delayed}):
-        parts.append(f"delayed to t={t:g} s by " + _join([label for tt, label in delayed if tt == t]))
+        parts.append(f"delayed to t={t:g} s by " + join_words([label for tt, label in delayed if tt == t]))
     if same:
-        parts.append("not fixed by " + _join(same))
+        parts.append("not fixed by " + join_words(same))
     if worse:
-        parts.append("made worse by " + _join(worse))
+        parts.append("made worse by " + join_words(worse))
     return [f"Problem: in {base.label}, {problem}.", (("; ".join(parts)) or "no other variant") + "."]
 
 
