@@ -143,9 +143,7 @@ def names_by_value(pairs: list[tuple[Place, Any]]) -> dict[Any, list[str]]:
     return groups
 
 
-def errors_by_shard(run: RunData, match: Callable[[str], bool]) -> tuple[dict[str, int] | None, str]:
-    """A merged run's matching errors per shard, and 'by shard: node-a 3, node-b 0' for the text; (None, '') otherwise."""
+def errors_by_shard(run: RunData, match: Callable[[str], bool]) -> dict[str, int] | None:
+    """A merged run's matching errors per shard; None for an ordinary run or when no shard counted any."""
     counts = run.shard_errors(match) if len(run.shard_labels) > 1 else None
-    if not counts or not any(counts.values()):
-        return None, ""
-    return counts, "by shard: " + ", ".join(f"{label} {n:,}" for label, n in counts.items())
+    return counts if counts and any(counts.values()) else None

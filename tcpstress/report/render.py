@@ -44,7 +44,8 @@ def _default_title(runs: list[RunData]) -> str:
 def _describe_load(run: RunData) -> list[tuple[str, str]]:
     facts = []
     # The runner records where it really connected (the built-in server's port is picked at run time).
-    actual = run.result.data.get("target") if isinstance(run.result.data.get("target"), dict) else {}
+    recorded = run.result.data.get("target")
+    actual = recorded if isinstance(recorded, dict) else {}
     host = actual.get("host") or scenario_get(run, "target.host")
     port = actual.get("port") or scenario_get(run, "target.port")
     protocol = scenario_get(run, "target.protocol")

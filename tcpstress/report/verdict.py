@@ -91,7 +91,7 @@ def group_findings(findings: list[Finding]) -> list[Finding]:
         names = [m.variant or "" for m in members]
         text = " ".join(f"[{m.variant}] {m.text}" for m in members)
         knobs = list(dict.fromkeys(k for m in members for k in m.knobs))
-        evidence = {m.variant: m.evidence for m in members}
+        evidence = {m.variant or "": m.evidence for m in members}
         out.append(Finding(severity, members[0].title, text, evidence, knobs, ", ".join(names),
                            members[0].rule, members[0].advice))
     out.sort(key=lambda f: SEVERITIES.index(f.severity))
