@@ -16,8 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
-from tcpstress.report.finding import impact_severity
+from tcpstress.report.finding import OUTAGE_PCT, impact_severity
 from tcpstress.report.places import Place, per_place
+
 
 @dataclass(frozen=True)
 class Observation:
@@ -120,8 +121,8 @@ class ClientPorts:
 class PortExhaustion(Observation):
     failures: int
     first_t: float | None
-    error_pct: float  # of every error, which sets the severity
-    own_pct: float  # EADDRNOTAVAIL's share of the attempts
+    error_pct: float  # every error's share of the attempts
+    own_pct: float  # EADDRNOTAVAIL's share of the attempts, which sets the severity
     clients: tuple[ClientPorts, ...]
     without: tuple[str, ...]  # variants of the same scenario with no EADDRNOTAVAIL
     without_described: tuple[str, ...]  # the same, each with how it differs
@@ -130,7 +131,7 @@ class PortExhaustion(Observation):
 
     @property
     def severity(self) -> str:
-        return impact_severity(self.error_pct)
+        return impact_severity(self.own_pct)
 
     @property
     def counts_known(self) -> bool:
@@ -406,13 +407,14 @@ class ConnectionsRefused(Observation):
     first_t: float | None
     attempt_fails: int  # TcpAttemptFails' rise on the clients
     out_rsts: int  # TcpOutRsts' rise on the servers
-    error_pct: float
+    error_pct: float  # every error's share of the attempts
+    own_pct: float  # these errors' share, which sets the severity
     by_shard: dict[str, int] | None
     rule: ClassVar[str] = "refused"
 
     @property
     def severity(self) -> str:
-        return impact_severity(self.error_pct)
+        return impact_severity(self.own_pct)
 
     def evidence(self) -> dict[str, Any]:
         ev: dict[str, Any] = {"ECONNREFUSED": self.count, "first_error_t_s": self.first_t,
@@ -429,14 +431,14 @@ class ConnectionsReset(Observation):
     first_t: float | None
     estab_resets: int  # TcpEstabResets' rise
     aborts: tuple[tuple[Place, str | None], ...]  # tcp_abort_on_overflow per server place
-    error_pct: float
+    own_pct: float  # these errors' share, which sets the severity
     by_shard: dict[str, int] | None
     rule: ClassVar[str] = "reset"
     knobs: ClassVar[tuple[str, ...]] = ("net.ipv4.tcp_abort_on_overflow",)
 
     @property
     def severity(self) -> str:
-        return impact_severity(self.error_pct)
+        return impact_severity(self.own_pct)
 
     def evidence(self) -> dict[str, Any]:
         ev: dict[str, Any] = {"ECONNRESET+EPIPE": self.count, "first_error_t_s": self.first_t,
@@ -454,7 +456,7 @@ class Timeouts(Observation):
     syn_retrans: int
     retrans: int
     syn_retries: tuple[tuple[Place, str | None], ...]  # tcp_syn_retries per client place
-    error_pct: float
+    own_pct: float  # these errors' share, which sets the severity
     by_shard: dict[str, int] | None
     # With SO_KEEPALIVE and ETIMEDOUT: "time + intvl × probes s" per client place; else empty.
     keepalive_probes: tuple[tuple[Place, str], ...] = ()
@@ -462,7 +464,7 @@ class Timeouts(Observation):
 
     @property
     def severity(self) -> str:
-        return impact_severity(self.error_pct)
+        return impact_severity(self.own_pct)
 
     @property
     def total(self) -> int:
@@ -483,10 +485,11 @@ class Timeouts(Observation):
 
 # --- failures in general ------------------------------------------------------------------------
 
-# Thresholds on the share of attempts that failed, the same as the dedicated
-# rules use: the latency percentiles describe successful requests only, so once
-# 1% of attempts fail the p99 (and above) hides them, and at 0.1% the p99.9 does.
-CRITICAL_PCT = 1.0
+# Thresholds on the share of attempts that failed. Critical from the same share
+# as the dedicated rules (an outage for the run's users); a warning from 0.1%,
+# where the latency percentiles, which describe successful requests only,
+# start to hide the failures (the p99.9 at 0.1%, the p99 at 1%).
+CRITICAL_PCT = OUTAGE_PCT
 WARNING_PCT = 0.1
 
 

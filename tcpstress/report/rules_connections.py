@@ -56,6 +56,12 @@ def _fds(run: RunData, role: str) -> list[int]:
     return [int(row["fds"]) for row in run.processes if row["role"] == role and row.get("fds") is not None]
 
 
+def _share(run: RunData, count: int) -> float:
+    """count as a share (%) of the run's attempts: one cause's impact, apart from the other errors'."""
+    attempts = run.requests + run.error_total
+    return 100.0 * count / attempts if attempts else 0.0
+
+
 def rule_refused_or_reset(run: RunData, runs: list[RunData]) -> list[Observation]:
     found: list[Observation] = []
     refused_match = error_named("ECONNREFUSED")
@@ -65,7 +71,7 @@ def rule_refused_or_reset(run: RunData, runs: list[RunData]) -> list[Observation
             run.label, refused, run.first_error_t(refused_match),
             attempt_fails=side_counter_rise(run, "TcpAttemptFails", "client"),
             out_rsts=side_counter_rise(run, "TcpOutRsts", "server"),
-            error_pct=run.error_pct, by_shard=errors_by_shard(run, refused_match)))
+            error_pct=run.error_pct, own_pct=_share(run, refused), by_shard=errors_by_shard(run, refused_match)))
     reset_match = error_named("ECONNRESET", "EPIPE")
     reset = run.error_count(reset_match)
     if reset:
@@ -74,7 +80,7 @@ def rule_refused_or_reset(run: RunData, runs: list[RunData]) -> list[Observation
             estab_resets=total_counter_rise(run, "TcpEstabResets"),
             aborts=tuple((p, knob_value(run, "net.ipv4.tcp_abort_on_overflow", p))
                          for p in side_places(run, "server")),
-            error_pct=run.error_pct, by_shard=errors_by_shard(run, reset_match)))
+            own_pct=_share(run, reset), by_shard=errors_by_shard(run, reset_match)))
     return found
 
 
@@ -93,4 +99,5 @@ def rule_timeouts(run: RunData, runs: list[RunData]) -> list[Observation]:
         syn_retrans=side_counter_rise(run, "TcpExtTCPSynRetrans", "client"),
         retrans=total_counter_rise(run, "TcpRetransSegs"),
         syn_retries=tuple((p, knob_value(run, "net.ipv4.tcp_syn_retries", p)) for p in clients),
-        error_pct=run.error_pct, by_shard=errors_by_shard(run, is_timeout), keepalive_probes=probes)]
+        own_pct=_share(run, sum(timeouts.values())),
+        by_shard=errors_by_shard(run, is_timeout), keepalive_probes=probes)]

@@ -54,6 +54,7 @@ def rule_port_exhaustion(run: RunData, runs: list[RunData]) -> list[Observation]
     clean = [o for o in runs if o is not run and o.requests > 0 and o.error_count(is_addr) == 0
              and o.result.data.get("name") == same]
     attempts = run.requests + run.error_total
+    # The severity is this cause's own share: other errors have their own findings.
     return [PortExhaustion(
         run.label, failures, run.first_error_t(is_addr), error_pct=run.error_pct,
         own_pct=100.0 * failures / attempts if attempts else 0.0, clients=clients,

@@ -112,7 +112,7 @@ PORTS_TITLE = "Ephemeral ports exhausted (EADDRNOTAVAIL)"
 
 @finding.register
 def _ports(obs: PortExhaustion) -> Finding:
-    text = f"connect() failed with EADDRNOTAVAIL {obs.failures:,} times"
+    text = f"connect() failed with EADDRNOTAVAIL {obs.failures:,} times ({_pct(obs.failures, obs.own_pct)} of attempts)"
     if obs.first_t is not None:
         text += f", from {fmt_t(obs.first_t)}"
     text += _one_client(obs.clients[0]) if len(obs.clients) == 1 else _per_client(obs)
@@ -454,7 +454,7 @@ def _refused(obs: ConnectionsRefused) -> Finding:
     text = (
         f"connect() got ECONNREFUSED {obs.count:,} times" + (f" ({by})" if by else "")
         + (f", first at {fmt_t(obs.first_t)}" if obs.first_t is not None else "")
-        + f" ({obs.error_pct:.1f}% of attempts; TcpAttemptFails rose by {obs.attempt_fails:,}): the target answered "
+        + f" ({obs.own_pct:.1f}% of attempts; TcpAttemptFails rose by {obs.attempt_fails:,}): the target answered "
         "the SYN with RST, so nothing was listening on that address and port at the time."
     )
     return _finding(obs, REFUSED_TITLE, text,
@@ -467,7 +467,8 @@ def _reset(obs: ConnectionsReset) -> Finding:
     text = (
         f"{obs.count:,} requests failed with ECONNRESET/EPIPE" + (f" ({by})" if by else "")
         + (f", first at {fmt_t(obs.first_t)}" if obs.first_t is not None else "")
-        + f" (TcpEstabResets rose by {obs.estab_resets:,}): the peer sent RST on an open connection."
+        + f" ({_pct(obs.count, obs.own_pct)} of attempts; TcpEstabResets rose by {obs.estab_resets:,}): "
+        "the peer sent RST on an open connection."
     )
     same_abort, abort = common_value(list(obs.aborts))
     advice = ("Usual causes: the server closed with SO_LINGER 0 or with unread data, it crashed or hit a "
@@ -484,7 +485,7 @@ def _timeouts(obs: Timeouts) -> Finding:
     text = (
         f"{obs.total:,} attempts timed out ({names}" + (f"; {by}" if by else "") + ")"
         + (f", first at {fmt_t(obs.first_t)}" if obs.first_t is not None else "")
-        + f" ({obs.error_pct:.1f}% of attempts). Retransmitted segments rose by {obs.retrans:,}"
+        + f" ({obs.own_pct:.1f}% of attempts). Retransmitted segments rose by {obs.retrans:,}"
         + (f", SYN retransmits by {obs.syn_retrans:,}" if obs.syn_retrans else "")
         + ": packets (a SYN, a SYN-ACK or the final ACK) were dropped or the server answered too slowly."
     )
