@@ -45,12 +45,13 @@ class Observation:
 
 @dataclass(frozen=True)
 class RunStoppedEarly(Observation):
-    reason: str
+    reason: str | None  # as the runner recorded it
     rule: ClassVar[str] = "partial"
     SEVERITY: ClassVar[str] = "warning"
+    NO_REASON: ClassVar[str] = "no reason recorded"
 
     def evidence(self) -> dict[str, Any]:
-        return {"partial_reason": self.reason}
+        return {"partial_reason": self.reason or self.NO_REASON}
 
 
 @dataclass(frozen=True)
@@ -458,8 +459,8 @@ class Timeouts(Observation):
     syn_retries: tuple[tuple[Place, str | None], ...]  # tcp_syn_retries per client place
     own_pct: float  # these errors' share, which sets the severity
     by_shard: dict[str, int] | None
-    # With SO_KEEPALIVE and ETIMEDOUT: "time + intvl × probes s" per client place; else empty.
-    keepalive_probes: tuple[tuple[Place, str], ...] = ()
+    # With SO_KEEPALIVE and ETIMEDOUT: tcp_keepalive_time, _intvl and _probes per client place; else empty.
+    keepalive_probes: tuple[tuple[Place, tuple[str | None, str | None, str | None]], ...] = ()
     rule: ClassVar[str] = "timeouts"
 
     @property

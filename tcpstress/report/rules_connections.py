@@ -89,11 +89,12 @@ def rule_timeouts(run: RunData, runs: list[RunData]) -> list[Observation]:
     if not timeouts:
         return []
     clients = side_places(run, "client")
-    probes: tuple[tuple[Place, str], ...] = ()
+    probes: tuple[tuple[Place, tuple[str | None, str | None, str | None]], ...] = ()
     if scenario_get(run, "connection.so_keepalive") and timeouts.get("ETIMEDOUT"):
         # With SO_KEEPALIVE, ETIMEDOUT on an idle connection is the probes giving up.
-        probes = tuple((p, "{} + {} × {} s".format(*(knob_value(run, f"net.ipv4.tcp_keepalive_{k}", p)
-                                                      for k in ("time", "intvl", "probes")))) for p in clients)
+        probes = tuple((p, (knob_value(run, "net.ipv4.tcp_keepalive_time", p),
+                            knob_value(run, "net.ipv4.tcp_keepalive_intvl", p),
+                            knob_value(run, "net.ipv4.tcp_keepalive_probes", p))) for p in clients)
     return [Timeouts(
         run.label, timeouts, run.first_error_t(is_timeout),
         syn_retrans=side_counter_rise(run, "TcpExtTCPSynRetrans", "client"),

@@ -100,7 +100,7 @@ def rule_open_model_lag(run: RunData, runs: list[RunData]) -> list[Observation]:
 def rule_incomplete_run(run: RunData, runs: list[RunData]) -> list[Observation]:
     found: list[Observation] = []
     if run.result.data.get("partial"):
-        found.append(RunStoppedEarly(run.label, run.result.data.get("partial_reason") or "no reason recorded"))
+        found.append(RunStoppedEarly(run.label, run.result.data.get("partial_reason") or None))
     dead = [w for w in run.summary.get("workers", []) or [] if isinstance(w, dict) and w.get("exit", "ok") != "ok"]
     if dead:
         found.append(WorkersDied(run.label, tuple((str(w.get("name", "?")), str(w.get("exit"))) for w in dead)))

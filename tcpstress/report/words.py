@@ -72,7 +72,7 @@ def _pct(count: int, pct: float) -> str:
 @finding.register
 def _stopped(obs: RunStoppedEarly) -> Finding:
     return _finding(obs, "Run stopped early",
-                    f"The run is partial ({obs.reason}): its numbers cover only the part that ran.")
+                    f"The run is partial ({obs.reason or obs.NO_REASON}): its numbers cover only the part that ran.")
 
 
 @finding.register
@@ -497,7 +497,7 @@ def _timeouts(obs: Timeouts) -> Finding:
               "a connect() to a silent peer hangs until tcp_syn_retries is exhausted "
               f"({here}; 6 → about 127 s).")
     if obs.keepalive_probes:
-        probes = list(obs.keepalive_probes)
+        probes = [(place, "{} + {} × {} s".format(*knobs)) for place, knobs in obs.keepalive_probes]
         same_probes, after = common_value(probes)
         if not same_probes:
             # Each shard's kernel gives up after its own knobs.
