@@ -778,3 +778,32 @@ class OpenModelLag(Observation):
         ev["kept_schedule"] = self.kept_schedule
         return ev
 
+
+
+# --- a comparison's verdict (verdict.py judges, words.verdict_text says it) ---------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one run of a comparison fared."""
+
+    label: str
+    error_pct: float
+    first_error_t: float | None
+    late: bool  # an open model that fell behind its schedule
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The other variants against the first run, each in one class; all but worse empty when base is clean."""
+
+    base: Outcome
+    fixed: tuple[Outcome, ...] = ()
+    nearly: tuple[Outcome, ...] = ()  # a few errors left
+    delayed: tuple[Outcome, ...] = ()  # errors began later
+    same: tuple[Outcome, ...] = ()  # not fixed
+    worse: tuple[Outcome, ...] = ()
+
+    @property
+    def base_clean(self) -> bool:
+        return self.base.error_pct == 0 and not self.base.late

@@ -27,6 +27,7 @@ from tcpstress.report.observations import (
     NoSuccess,
     Observation,
     OpenModelLag,
+    Outcome,
     PortExhaustion,
     PortsCrowded,
     RunStoppedEarly,
@@ -38,6 +39,7 @@ from tcpstress.report.observations import (
     TimeWaitOverflow,
     Timeouts,
     UnexplainedErrors,
+    Verdict,
     WorkersDied,
 )
 from tcpstress.report.places import common_value, differs_text, knob_values_text, names_by_value
@@ -781,3 +783,38 @@ def _lag(obs: OpenModelLag) -> Finding:
     else:
         title = "Open model fell behind its schedule: " + LAG_TITLES[obs.cause.key]
     return _finding(obs, title, text.strip(), LAG_ADVICE[type(obs.cause)])
+
+
+# --- a comparison's verdict ---------------------------------------------------------------------
+
+
+def _share(p: float) -> str:
+    return f"{p:.2g}%" if p < 1 else f"{p:.1f}%"
+
+
+def _errors_or_late(o: Outcome) -> str:
+    return f"{o.label} ({_share(o.error_pct)} errors)" if o.error_pct else f"{o.label} (late)"
+
+
+def verdict_text(v: Verdict) -> list[str]:
+    """The verdict's one or two lines: the problem, then which variants fix it, delay it or make it worse."""
+    base = v.base
+    if v.base_clean:
+        worse = [o.label for o in v.worse]
+        line = f"{base.label} had no errors and kept up"
+        return [line + (f"; worse: {join_words(worse)}" if worse else "; so did every variant") + "."]
+    problem = f"{_share(base.error_pct)} of attempts failed" if base.error_pct else "fell behind its schedule"
+    if base.first_error_t is not None:
+        problem += f" from t={base.first_error_t:g} s"
+    parts = []
+    if v.fixed:
+        parts.append("fixed by " + join_words([o.label for o in v.fixed]))
+    if v.nearly:
+        parts.append("nearly by " + join_words([f"{o.label} ({_share(o.error_pct)} errors)" for o in v.nearly]))
+    for t in sorted({o.first_error_t for o in v.delayed if o.first_error_t is not None}):
+        parts.append(f"delayed to t={t:g} s by " + join_words([o.label for o in v.delayed if o.first_error_t == t]))
+    if v.same:
+        parts.append("not fixed by " + join_words([_errors_or_late(o) for o in v.same]))
+    if v.worse:
+        parts.append("made worse by " + join_words([_errors_or_late(o) for o in v.worse]))
+    return [f"Problem: in {base.label}, {problem}.", (("; ".join(parts)) or "no other variant") + "."]

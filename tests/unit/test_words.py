@@ -51,9 +51,10 @@ def test_the_sentence_finder_finds_one():
         == [(2, "the peer sent ")]
 
 
-def test_the_rules_and_lag_causes_write_no_sentences():
-    # The rule modules measure; their strings are names (counters, knobs, error names, roles).
+def test_the_rules_lag_causes_and_verdict_write_no_sentences():
+    # They measure and judge; their strings are names (counters, knobs, error names, roles).
     folder = Path(lag.__file__).parent
-    found = {path.name: sentences(path.read_text()) for path in [folder / "lag.py", *folder.glob("rules_*.py")]}
-    assert len(found) >= 6
+    modules = [folder / "lag.py", folder / "verdict.py", *folder.glob("rules_*.py")]
+    found = {path.name: sentences(path.read_text()) for path in modules}
+    assert len(found) >= 7
     assert {name: lines for name, lines in found.items() if lines} == {}
