@@ -9,8 +9,9 @@ failed entirely with "No problems found". These rules close that gap:
   critical, even when a dedicated rule explained the errors, because the
   run's rates and latencies then describe nothing.
 - errors: some requests succeeded and some errors have no dedicated rule.
-  Severity by the share of attempts that those errors account for (see
-  severity()); the text still states the overall share and points to the
+  Severity by the share of attempts that those errors account for
+  (share_severity() in observations.py: critical from 10%, as the dedicated
+  rules, a warning from 0.1%); the text (words.py) still states the overall share and points to the
   dedicated findings for the rest, without repeating their advice.
 - in_flight: as many requests were left waiting at the end as completed,
   so the latencies describe only the fast ones.
