@@ -490,7 +490,7 @@ def format_markdown(result: DiffResult) -> str:
 def format_html(result: DiffResult) -> str:
     from html import escape
 
-    from tcpstress.report.html import CSS, _table  # the report's look, so a diff page reads like one
+    from tcpstress.report.html import CSS, html_table  # the report's look, so a diff page reads like one
 
     def mark(r: int, i: int, cell: str) -> str:
         return "bad" if i == 6 and cell in ("slower", "worse") else ""
@@ -504,7 +504,7 @@ def format_html(result: DiffResult) -> str:
              f'<div class="verdict {"bad" if bad else "ok"}">{escape(_bottom_line(result))}</div>']
     for pair in result.pairs:
         parts.append(f"<h2>{escape(pair.name)}</h2>")
-        parts.append(_table(HEADERS, rows(pair), cell_class=mark))
+        parts.append(html_table(HEADERS, rows(pair), cell_class=mark))
     for u in result.unpaired:
         parts.append(f'<p class="note">not compared: {escape(u)}</p>')
     parts.append(f'<p class="note">Verdicts: two-sided Mann-Whitney U over per-second intervals, p &lt; '

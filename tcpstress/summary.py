@@ -53,7 +53,7 @@ def _both_ends_seen(states: dict) -> bool:
 def _lag_reason(result: RunResult) -> str:
     """The cause the report's open-model finding names, so the summary line and the finding agree."""
     from tcpstress.report.lag import lag_cause, schedule_check
-    from tcpstress.report.rules_load import LAG_TITLES
+    from tcpstress.report.words import LAG_TITLES
     from tcpstress.report.rundata import as_run_data
     from tcpstress.results import ResultError
 

@@ -8,9 +8,10 @@ the files of a run folder (see tcpstress/results.py for the layout):
     for line in format_findings(diagnose(runs)):
         print(line)
 
-Each rule looks at one run (and, for comparisons, at the other variants),
-returns zero or more Finding objects whose text cites the numbers it saw,
-and names the kernel knobs that change the outcome. In a run merged from
+Each rule looks at one run (and, for comparisons, at the other variants)
+and returns zero or more observations (observations.py: typed, one class
+per kind, with the numbers it saw and the kernel knobs that change the
+outcome); words.py turns each into a Finding whose text cites them. In a run merged from
 shards (tcpstress merge) each shard's client and server is a host of its
 own: the rules speak of every shard's (see places.py), not the first's. The kernel facts behind
 the wording are in tcpstress/knowledge.py (docs/kernel.md); where the seed
@@ -20,16 +21,19 @@ The pieces, each a module of this package: rundata (loading run and
 comparison folders), places (where a side's sockets lived, per shard),
 limits (port range, accept queue), variants (how variants differ), the
 rules by topic (rules_ports, rules_queues, rules_connections, rules_load),
-finding and wording (what a rule returns and how it words numbers), and
-tables (the comparison and knob tables).
+observations and words (what a rule returns and how it is worded), finding
+(the Finding a page prints), wording (how numbers are written), and tables
+(the comparison and knob tables).
 """
 
 from __future__ import annotations
 
+import textwrap
 from typing import Callable, Iterable
 
 from tcpstress import knowledge
 from tcpstress.report.finding import Finding
+from tcpstress.report.observations import Observation
 from tcpstress.report.rules_connections import (
     rule_close_wait_leak,
     rule_refused_or_reset,
@@ -53,6 +57,8 @@ from tcpstress.report.rundata import (
     load_runs,
 )
 from tcpstress.report.tables import comparison_rows, comparison_table, knob_table
+from tcpstress.report.verdict import group_findings
+from tcpstress.report.words import finding
 from tcpstress.results import RunResult
 
 # Loading and the tables live in rundata and tables; they are named here too because the CLI,
@@ -91,7 +97,7 @@ def knob_text(knob: str) -> str:
         return ""
 
 
-Rule = Callable[[RunData, list[RunData]], list[Finding]]
+Rule = Callable[[RunData, list[RunData]], list[Observation]]
 
 RULES: tuple[Rule, ...] = (
     rule_incomplete_run,
@@ -119,18 +125,14 @@ def diagnose(runs: Iterable[RunData | RunResult]) -> list[Finding]:
     findings: list[Finding] = []
     for run in loaded:
         for rule in RULES:
-            findings.extend(rule(run, loaded))
+            findings.extend(finding(obs) for obs in rule(run, loaded))
     order = {label: i for i, label in enumerate(r.label for r in loaded)}
-    findings.sort(key=lambda f: (SEVERITIES.index(f.severity), order.get(f.variant, 0)))
+    findings.sort(key=lambda f: (SEVERITIES.index(f.severity), order.get(f.variant or "", 0)))
     return findings
 
 
 def format_findings(findings: list[Finding], width: int = 100) -> list[str]:
     """Lines for a terminal: a headline per finding, its text wrapped and indented, its knobs."""
-    import textwrap
-
-    from tcpstress.report.verdict import group_findings
-
     if not findings:
         return ["No problems found."]
     lines = []

@@ -24,12 +24,12 @@ class Finding:
     advice: str = ""  # what to do about it, kept apart from what was seen
 
 
-def _is(*names: str) -> Callable[[str], bool]:
+def error_named(*names: str) -> Callable[[str], bool]:
     wanted = {n.upper() for n in names}
     return lambda name: name.upper() in wanted
 
 
-def _is_timeout(name: str) -> bool:
+def is_timeout(name: str) -> bool:
     upper = name.upper()
     return "TIMEDOUT" in upper or "TIMEOUT" in upper
 

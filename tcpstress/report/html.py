@@ -10,16 +10,15 @@ from __future__ import annotations
 import base64
 import re
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from tcpstress.report.context import ReportContext
 from tcpstress.report.diagnose import knob_text
 from tcpstress.report.finding import Finding
 from tcpstress.report.responses import LATENCY_NOTE, request_table, response_table
 from tcpstress.report.rundata import RunData
 from tcpstress.report.tables import comparison_rows, comparison_table, knob_table
-
-if TYPE_CHECKING:
-    from tcpstress.report.render import ReportContext
+from tcpstress.report.verdict import group_findings, verdict_lines
 
 CSS = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1d1d1f;
@@ -77,9 +76,6 @@ def _facts(ctx: ReportContext) -> str:
     return f'<ul class="facts">{items}</ul>'
 
 
-from tcpstress.report.verdict import group_findings, verdict_lines  # noqa: E402
-
-
 def _verdict(findings: list[Finding]) -> str:
     if not findings:
         return '<div class="verdict ok">No problems found: no rule fired on these runs.</div>'
@@ -100,7 +96,7 @@ def _finding(f: Finding, colours: dict[str, str], several_runs: bool) -> str:
         chips = "".join(f'<code title="{escape(knob_text(k))}">{escape(k)}</code>' for k in f.knobs)
         knobs = f'<p class="knobs">Knobs: {chips}</p>'
     advice = f'<p class="advice"><b>What to do:</b> {escape(f.advice)}</p>' if f.advice else ""
-    evidence = ", ".join(f"{k} = {_evidence_value(v)}" for k, v in f.evidence.items() if v is not None)
+    evidence = ", ".join(f"{k} = {evidence_value(v)}" for k, v in f.evidence.items() if v is not None)
     return (
         f'<div class="finding {escape(f.severity)}"><h3><span class="sev">{escape(f.severity)}</span>{variant}'
         f"{escape(f.title)}</h3><p>{escape(f.text)}</p>{advice}{knobs}"
@@ -119,7 +115,7 @@ def _glossary(findings: list[Finding]) -> str:
     return f'<details class="glossary"><summary>What these knobs do</summary><dl>{rows}</dl></details>'
 
 
-def _evidence_value(v: Any) -> str:
+def evidence_value(v: Any) -> str:
     if isinstance(v, bool):
         return "yes" if v else "no"
     if isinstance(v, float):
@@ -127,10 +123,10 @@ def _evidence_value(v: Any) -> str:
     if isinstance(v, int):
         return f"{v:,}"
     if isinstance(v, list):
-        return ", ".join(map(_evidence_value, v))
+        return ", ".join(map(evidence_value, v))
     if isinstance(v, dict):
         # A merged run's per-shard evidence: "(shard node-a, EADDRNOTAVAIL 667, ...)".
-        return "(" + ", ".join(f"{k} {_evidence_value(x)}" for k, x in v.items() if x is not None) + ")"
+        return "(" + ", ".join(f"{k} {evidence_value(x)}" for k, x in v.items() if x is not None) + ")"
     return str(v).replace("\t", " ")
 
 
@@ -139,7 +135,7 @@ def _breakable(header: str) -> str:
     return re.sub(r"(?<=[a-z])(?=[A-Z])", "<wbr>", escape(header))
 
 
-def _table(headers: list[str], rows: list[list[str]], left: int = 1, row_classes: list[str] | None = None,
+def html_table(headers: list[str], rows: list[list[str]], left: int = 1, row_classes: list[str] | None = None,
            cell_class=None, first_cell_html: list[str] | None = None) -> str:
     head = "".join(f'<th class="{"l" if i < left else ""}">{_breakable(h)}</th>' for i, h in enumerate(headers))
     body = []
@@ -167,24 +163,24 @@ def _comparison(runs: list[RunData], colours: dict[str, str]) -> str:
     note = ('<p class="note">req/s with an open model reads achieved / intended. Peaks are the highest sampled '
             "count, in the namespace named. Counters are their rise over the run, summed over namespaces; "
             "counters and states that stayed at zero everywhere are left out.</p>")
-    return _table(headers, rows, cell_class=bad, first_cell_html=names) + note
+    return html_table(headers, rows, cell_class=bad, first_cell_html=names) + note
 
 
-def _knobs(runs: list[RunData]) -> str:
+def knobs_html(runs: list[RunData]) -> str:
     headers, rows, differs = knob_table(runs)
     if not rows:
         return '<p class="note">No sysctls were read back.</p>'
     if len(runs) < 2 or not any(differs) or all(differs):
         classes = ["differs" if d else "" for d in differs]
         note = '<p class="note">Highlighted: knobs whose value differs between runs.</p>' if any(differs) else ""
-        return _table(headers, rows, left=2, row_classes=classes) + note
+        return html_table(headers, rows, left=2, row_classes=classes) + note
     # The knobs that differ are the point of a comparison; the rest are folded away.
     changed = [r for r, d in zip(rows, differs) if d]
     same = [r for r, d in zip(rows, differs) if not d]
     return (f'<p class="note">{len(changed)} knob{"s" if len(changed) > 1 else ""} differed between runs:</p>'
-            + _table(headers, changed, left=2, row_classes=["differs"] * len(changed))
+            + html_table(headers, changed, left=2, row_classes=["differs"] * len(changed))
             + f"<details><summary>The other {len(same)} knobs, the same in every run</summary>"
-            + _table(headers, same, left=2) + "</details>")
+            + html_table(headers, same, left=2) + "</details>")
 
 
 def _variants(ctx: ReportContext, colours: dict[str, str]) -> str:
@@ -216,17 +212,17 @@ def _thresholds(runs: list[RunData]) -> str:
     def mark(r: int, i: int, cell: str) -> str:
         return "bad" if i == len(headers) - 1 and cell == "FAIL" else ""
 
-    return "<h2>Thresholds</h2>" + verdict + _table(headers, rows, left=len(headers) - 2, cell_class=mark)
+    return "<h2>Thresholds</h2>" + verdict + html_table(headers, rows, left=len(headers) - 2, cell_class=mark)
 
 
 def _responses(runs: list[RunData]) -> str:
     out = ""
     headers, rows = response_table(runs)
     if rows:
-        out += "<h2>Responses</h2>" + _table(headers, rows, left=3)
+        out += "<h2>Responses</h2>" + html_table(headers, rows, left=3)
     headers, rows = request_table(runs)
     if rows:
-        out += "<h2>Requests by name</h2>" + _table(headers, rows, left=2)
+        out += "<h2>Requests by name</h2>" + html_table(headers, rows, left=2)
     return out
 
 
@@ -261,14 +257,14 @@ def render_html(ctx: ReportContext, findings: list[Finding], figures: list[tuple
     parts.append(f'<p class="note">{escape(LATENCY_NOTE)}</p>')
     parts.append(_responses(ctx.runs))
     parts.append("<h2>Kernel settings as read back</h2>")
-    parts.append(_knobs(ctx.runs))
+    parts.append(knobs_html(ctx.runs))
     parts.append("<h2>Figures</h2>")
     for name, caption, png in figures:
         data = base64.b64encode(png).decode("ascii")
         parts.append(f'<figure id="{escape(name)}"><img src="data:image/png;base64,{data}" '
                      f'alt="{escape(caption)}"><figcaption>{escape(caption)}</figcaption></figure>')
     parts.append("<h2>Runs</h2>")
-    parts.append(_table(["run", "folder", "started", "kernel", "duration"], ctx.run_lines, left=4))
+    parts.append(html_table(["run", "folder", "started", "kernel", "duration"], ctx.run_lines, left=4))
     parts.append(f'<details><summary>Scenario as run</summary><pre>{escape(ctx.scenario_text)}</pre></details>')
     parts.append(f'<p class="note">Made by tcpstress {escape(ctx.tool_version)} from the saved run folders; '
                  "<code>tcpstress report</code> re-renders it without running anything.</p>")

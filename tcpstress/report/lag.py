@@ -11,14 +11,23 @@ server is never blamed for it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from tcpstress.load.schedule import operations_due
-from tcpstress.report.finding import _is
+from tcpstress.report.cpu import generator_busy, role_median
+from tcpstress.report.finding import error_named
 from tcpstress.report.limits import port_limit
-from tcpstress.report.rundata import RunData, _duration, _measured, _median, scenario_get
-from tcpstress.report.wording import _fmt, _ms
+from tcpstress.report.observations import (
+    CauseUnseen,
+    GeneratorBound,
+    HostBusy,
+    LagCause,
+    PortsCrowded,
+    ServerSlow,
+)
+from tcpstress.report.rundata import RunData, scenario_get
+from tcpstress.report.stats import median_of, run_duration
 
 HOST_ROLE = "host"
 # The generator is CPU-bound at this share of its cores; the host at this share of all cores.
@@ -29,7 +38,7 @@ STEAL_BUSY = 10.0  # % of the machine taken by the hypervisor
 PORTS_CROWDED = 0.8  # TIME_WAIT + ESTABLISHED near the port range
 SLOW_CONNECT_US = 10_000
 SEARCH_SLOW = 0.3  # held share of the range from which connect()'s port search gets slow
-_ADDR = _is("EADDRNOTAVAIL", "EADDRINUSE")
+_ADDR = error_named("EADDRNOTAVAIL", "EADDRINUSE")
 
 
 @dataclass(frozen=True)
@@ -55,16 +64,6 @@ class ScheduleCheck:
         return self.started < 0.9 * self.due
 
 
-@dataclass(frozen=True)
-class LagCause:
-    """One cause of a late schedule: a key for grouping, what was seen, what to do."""
-
-    key: str  # "generator" | "host" | "ports" | "server" | "unknown"
-    seen: str
-    advice: str
-    evidence: dict[str, Any] = field(default_factory=dict)
-
-
 def _seconds(value: Any) -> float:
     return float(value) if isinstance(value, (int, float)) and value > 0 else 0.0
 
@@ -73,7 +72,7 @@ def schedule_check(run: RunData) -> ScheduleCheck | None:
     intended = run.summary.get("intended_rate")
     if not isinstance(intended, (int, float)) or intended <= 0:
         return None
-    duration = _duration(run)
+    duration = run_duration(run)
     ramp = _seconds(scenario_get(run, "load.ramp"))
     warmup = _seconds(scenario_get(run, "load.warmup"))
     # The schedule starts with the warm-up; the measured phase is the part after it.
@@ -84,12 +83,6 @@ def schedule_check(run: RunData) -> ScheduleCheck | None:
     return ScheduleCheck(float(intended), float(due), int(started), duration, ramp)
 
 
-def _role_median(run: RunData, role: str) -> float | None:
-    ts, vs = run.cpu(role)
-    values = _measured(ts, vs, _duration(run))
-    return _median(values) if len(values) >= 3 else None
-
-
 def host_cores(run: RunData) -> int:
     count = run.result.data.get("cpu_count")
     return count if isinstance(count, int) and count > 0 else 1
@@ -98,16 +91,16 @@ def host_cores(run: RunData) -> int:
 def host_figures(run: RunData) -> dict[str, float] | None:
     """Median busy CPU (100 = one core), steal % and 1-minute load of the whole machine; None in old folders."""
     rows = [r for r in run.processes if r["role"] == HOST_ROLE and r.get("cpu_percent") is not None]
-    duration = _duration(run)
+    duration = run_duration(run)
     picked = [r for r in rows if 0 <= r["t"] <= duration] or rows
     if len(picked) < 3:
         return None
-    return {"cpu": _median([r["cpu_percent"] for r in picked]),
-            "steal": _median([float(r.get("steal_percent") or 0) for r in picked]),
+    return {"cpu": median_of([r["cpu_percent"] for r in picked]),
+            "steal": median_of([float(r.get("steal_percent") or 0) for r in picked]),
             "load1": max(float(r.get("load1") or 0) for r in picked)}
 
 
-def _ports_cause(run: RunData) -> LagCause | None:
+def _ports_cause(run: RunData) -> PortsCrowded | None:
     refused = run.error_count(_ADDR)
     ns = run.side_ns("client")
     held = run.peak("TIME_WAIT", ns) + run.peak("ESTABLISHED", ns)
@@ -121,81 +114,51 @@ def _ports_cause(run: RunData) -> LagCause | None:
             and churn >= 0.5 * max(run.requests, 1) and limit is not None and held >= SEARCH_SLOW * limit[0])
     if not (refused or crowded or slow):
         return None
-    parts, evidence = [], {}
-    if refused:
-        parts.append(f"{refused:,} connect() calls found no free port (EADDRNOTAVAIL)")
-        evidence["eaddrnotavail"] = refused
-    if crowded:
-        parts.append(f"up to {held:,} client sockets held ports of the {limit[0]:,} available ({limit[1]})")
-        evidence["ports_held_peak"], evidence["ports_available"] = held, limit[0]
-    if slow:
-        parts.append(f"connect() took up to {_ms(connect['p99'])} at p99 (the kernel searching the range "
-                     "for a free port)")
-        evidence["connect_p99_us"] = connect["p99"]
-    return LagCause("ports", "the client's port range was crowded: " + "; ".join(parts),
-                    "Free ports: a wider net.ipv4.ip_local_port_range, keep-alive, or tcp_tw_reuse; "
-                    "the generator's CPU went into connect()'s port search, more workers will not help.", evidence)
+    return PortsCrowded(refused, held, limit, crowded, connect["p99"] if slow and connect else None)
 
 
 def ports_crowded(run: RunData) -> bool:
     return _ports_cause(run) is not None
 
 
-def _server_cause(run: RunData, check: ScheduleCheck) -> LagCause | None:
-    parts, evidence = [], {}
-    target = _role_median(run, "target")
-    if target is not None and target >= GENERATOR_BUSY * 100 * run.cores("target"):
-        parts.append(f"the target used a median of {target:.0f}% CPU over {run.cores('target')} core(s)")
-        evidence["target_cpu_median"] = round(target, 1)
+def _server_cause(run: RunData, check: ScheduleCheck) -> ServerSlow | None:
+    target = role_median(run, "target")
+    busy = target is not None and target >= GENERATOR_BUSY * 100 * run.cores("target")
     overflows = run.counter("TcpExtListenOverflows")
-    if overflows:
-        parts.append(f"its accept queue overflowed {overflows:,} times (ListenOverflows)")
-        evidence["listen_overflows"] = overflows
     # Little's law: `connections` requests in flight, each taking the server's response time,
     # carry at most connections / latency per second.
     connections = scenario_get(run, "load.connections")
     total = run.latency_us("total")
+    capped: tuple[int, float, float] | None = None
     if isinstance(connections, int) and connections > 0 and total and total["p50"] > 0:
         capacity = connections / (total["p50"] / 1e6)
         # ...and only if the connections were really all busy (the started rate reached that
         # bound): a starved generator also stretches the latency it measures, but then leaves
         # connections idle.
         if capacity < 0.9 * check.due_rate and check.started_rate >= 0.8 * capacity:
-            parts.append(f"each request took a median of {_ms(total['p50'])} to answer, so {connections:,} "
-                         f"connections in flight carry at most {_fmt(round(capacity))}/s")
-            evidence["capacity_per_s"] = round(capacity, 1)
-            evidence["p50_us"] = total["p50"]
+            capped = (connections, total["p50"], capacity)
+    if not (busy or overflows or capped):
+        return None
     in_flight = run.summary.get("in_flight_at_end")
-    if parts and isinstance(in_flight, int) and in_flight:
-        evidence["in_flight_at_end"] = in_flight
-        parts.append(f"{in_flight:,} requests were still waiting for an answer at the end")
-    if not parts:
+    return ServerSlow(
+        target_median=target if busy else None, target_cores=run.cores("target"), overflows=overflows,
+        connections=capped[0] if capped else None, p50_us=capped[1] if capped else None,
+        capacity=capped[2] if capped else None,
+        in_flight=in_flight if isinstance(in_flight, int) and in_flight else None)
+
+
+def _generator_cause(run: RunData) -> GeneratorBound | None:
+    if not generator_busy(run):
         return None
-    return LagCause("server", "the server was slow: " + "; ".join(parts),
-                    "Raise load.connections to carry the rate at this response time, or make the server faster "
-                    "(more workers); the generator was waiting, not working.", evidence)
+    return GeneratorBound(role_median(run, "generator"), run.cores("generator"))
 
 
-def _generator_cause(run: RunData) -> LagCause | None:
-    from tcpstress.report.rules_load import _generator_busy
-
-    if not _generator_busy(run):
-        return None
-    median = _role_median(run, "generator")
-    cores = run.cores("generator")
-    text = "the generator was CPU-bound"
-    if median is not None:
-        text += f": a median of {median:.0f}% CPU over {cores} worker(s) (100% = one core each)"
-    return LagCause("generator", text, "Add generator workers (load.workers, up to the free cores), or ask for "
-                    "a lower rate.", {"generator_cpu_median": round(median, 1) if median is not None else None})
-
-
-def _host_cause(run: RunData) -> LagCause | None:
+def _host_cause(run: RunData) -> HostBusy | None:
     host = host_figures(run)
     if host is None:
         return None
     cores = host_cores(run)
-    ours = sum(m for role in ("generator", "target") if (m := _role_median(run, role)) is not None)
+    ours = sum(m for role in ("generator", "target") if (m := role_median(run, role)) is not None)
     others = max(host["cpu"] - ours, 0.0)
     # Tried after the port range, the server and the generator's own CPU: a late generator
     # that was not CPU-bound was starved, and other work using a good part of a core
@@ -204,17 +167,8 @@ def _host_cause(run: RunData) -> LagCause | None:
     stolen = host["steal"] >= STEAL_BUSY
     if not (busy or stolen):
         return None
-    sampled = "the generator and the target" if _role_median(run, "target") is not None else "the generator"
-    parts = [f"the machine's {cores} core(s) were busy at a median of {host['cpu']:.0f}% (100% = one core), "
-             f"{others:.0f}% of it outside {sampled}"]
-    if stolen:
-        parts.append(f"the hypervisor took {host['steal']:.0f}% (steal)")
-    parts.append(f"1-minute load average up to {host['load1']:.1f}")
-    return LagCause("host", "the host was busy with other work: " + "; ".join(parts),
-                    "Run again on a quiet machine (or pin the generator to a free core); the generator and the "
-                    "server were not the limit.",
-                    {"host_cpu_median": round(host["cpu"], 1), "others_cpu_median": round(others, 1), "host_steal_median": round(host["steal"], 1),
-                     "host_load1_peak": host["load1"], "host_cores": cores})
+    return HostBusy(cores=cores, cpu=host["cpu"], others=others, steal=host["steal"], stolen=stolen,
+                    load1=host["load1"], target_sampled=role_median(run, "target") is not None)
 
 
 def lag_cause(run: RunData, check: ScheduleCheck) -> LagCause:
@@ -222,6 +176,4 @@ def lag_cause(run: RunData, check: ScheduleCheck) -> LagCause:
     for cause in (_ports_cause(run), _server_cause(run, check), _generator_cause(run), _host_cause(run)):
         if cause is not None:
             return cause
-    return LagCause("unknown", "neither the generator, the host, the port range nor the server's figures "
-                    "show why", "Raise load.connections, or ask for a lower rate; re-run with sampling to see "
-                    "the generator's and the host's CPU.")
+    return CauseUnseen()

@@ -6,7 +6,7 @@ shard's) and from the scenario; the rules cite them, the figures draw them.
 
 from __future__ import annotations
 
-from tcpstress.report.places import Place, _knob
+from tcpstress.report.places import Place, knob_value
 from tcpstress.report.rundata import RunData, scenario_get
 
 
@@ -31,7 +31,7 @@ def source_address_count(run: RunData) -> int:
 def port_limit(run: RunData, place: Place | None = None) -> tuple[int, str] | None:
     """Ephemeral ports the client (or one client place) can hold towards one target, and how it was computed."""
     knob = "net.ipv4.ip_local_port_range"
-    rng = port_range(run.sysctl(knob, "client") if place is None else _knob(run, knob, place))
+    rng = port_range(run.sysctl(knob, "client") if place is None else knob_value(run, knob, place))
     if rng is None:
         return None
     size = rng[1] - rng[0] + 1
@@ -53,7 +53,7 @@ def listen_backlog(run: RunData) -> int | None:
 def accept_queue_limit(run: RunData, place: Place | None = None) -> tuple[int | None, int | None, int | None]:
     """(listen backlog, somaxconn, effective accept queue = min of the known ones), of a server place if given."""
     backlog = listen_backlog(run)
-    soma = run.sysctl("net.core.somaxconn", "server") if place is None else _knob(run, "net.core.somaxconn", place)
+    soma = run.sysctl("net.core.somaxconn", "server") if place is None else knob_value(run, "net.core.somaxconn", place)
     somaxconn = int(soma) if soma and soma.strip().isdigit() else None
     known = [v for v in (backlog, somaxconn) if v is not None]
     return backlog, somaxconn, (min(known) if known else None)

@@ -7,14 +7,12 @@ read in a terminal.
 from __future__ import annotations
 
 from html import escape
-from typing import TYPE_CHECKING
 
+from tcpstress.report.context import ReportContext
 from tcpstress.report.finding import Finding
 from tcpstress.report.responses import LATENCY_NOTE, request_table, response_table
 from tcpstress.report.tables import comparison_rows, comparison_table, knob_table
-
-if TYPE_CHECKING:
-    from tcpstress.report.render import ReportContext
+from tcpstress.report.verdict import group_findings, verdict_lines
 
 
 def _text(text: object) -> str:
@@ -44,7 +42,7 @@ def _finding(f: Finding) -> list[str]:
     return lines
 
 
-def render_markdown(ctx: "ReportContext", findings: list[Finding], figures: list[tuple[str, str, bytes]]) -> str:
+def render_markdown(ctx: ReportContext, findings: list[Finding], figures: list[tuple[str, str, bytes]]) -> str:
     out = [f"# {_text(ctx.title)}", ""]
     if ctx.description:
         out += [_text(ctx.description), ""]
@@ -61,7 +59,6 @@ def render_markdown(ctx: "ReportContext", findings: list[Finding], figures: list
         against = "differs from the first run of its scenario in" if mixed else f"differs from {ctx.runs[0].label} in"
         out += md_table(["run", "description", against], rows, left=3)
         out.append("")
-    from tcpstress.report.verdict import group_findings, verdict_lines
 
     answer = verdict_lines(ctx.runs, findings)
     if answer:

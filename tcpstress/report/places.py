@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from tcpstress.report.rundata import RunData
-from tcpstress.report.wording import _join
+from tcpstress.report.wording import join_words
 
 
 @dataclass
@@ -78,15 +78,15 @@ def all_places(run: RunData) -> list[Place]:
     return sorted(places, key=lambda p: order.get(p.shards[0], len(order)) if p.shards else -1)
 
 
-def _peak(run: RunData, state: str, place: Place) -> int:
+def state_peak(run: RunData, state: str, place: Place) -> int:
     return max(run.peak(state, ns) for ns in place.namespaces)
 
 
-def _count(run: RunData, name: str, place: Place) -> int:
+def counter_rise(run: RunData, name: str, place: Place) -> int:
     return max(run.counter(name, ns) for ns in place.namespaces)
 
 
-def _knob(run: RunData, knob: str, place: Place) -> str | None:
+def knob_value(run: RunData, knob: str, place: Place) -> str | None:
     if not place.shards:
         return run.sysctl(knob, place.side)
     for label in place.shards:
@@ -96,46 +96,46 @@ def _knob(run: RunData, knob: str, place: Place) -> str | None:
     return None
 
 
-def _side_count(run: RunData, name: str, side: str) -> int:
+def side_counter_rise(run: RunData, name: str, side: str) -> int:
     """A counter's rise on one side: summed over the shards' hosts (each counted its own events)."""
-    return sum(_count(run, name, p) for p in side_places(run, side))
+    return sum(counter_rise(run, name, p) for p in side_places(run, side))
 
 
-def _total_count(run: RunData, name: str) -> int:
+def total_counter_rise(run: RunData, name: str) -> int:
     """A counter's rise over every namespace (a namespace that shards shared counted once)."""
     if not run.shard_labels:
         return run.counter(name)
-    return sum(_count(run, name, p) for p in all_places(run))
+    return sum(counter_rise(run, name, p) for p in all_places(run))
 
 
-def _common(pairs: list[tuple[Place, Any]]) -> tuple[bool, Any]:
+def common_value(pairs: list[tuple[Place, Any]]) -> tuple[bool, Any]:
     """(True, the value) when every place has the same value, else (False, None)."""
     values = list(dict.fromkeys(v for _, v in pairs))
     return (True, values[0]) if len(values) == 1 else (False, None)
 
 
-def _per_place(pairs: list[tuple[Place, Any]]) -> Any:
+def per_place(pairs: list[tuple[Place, Any]]) -> Any:
     """For evidence: the value all places share, else {place: value}."""
-    same, value = _common(pairs)
+    same, value = common_value(pairs)
     return value if same else {p.name: v for p, v in pairs}
 
 
-def _differs(knob: str, pairs: list[tuple[Place, Any]]) -> str:
+def differs_text(knob: str, pairs: list[tuple[Place, Any]]) -> str:
     """'tcp_tw_reuse differs between the shards: 0 on node-a and node-b, 1 on node-c'."""
     return f"{knob} differs between the shards: " + ", ".join(
-        f"{'unknown' if value is None else str(value).replace(chr(9), '–')} on {_join(names)}"
-        for value, names in _groups(pairs).items())
+        f"{'unknown' if value is None else str(value).replace(chr(9), '–')} on {join_words(names)}"
+        for value, names in names_by_value(pairs).items())
 
 
-def _knob_text(knob: str, pairs: list[tuple[Place, Any]]) -> str:
+def knob_values_text(knob: str, pairs: list[tuple[Place, Any]]) -> str:
     """'tcp_syncookies=0', or 'tcp_syncookies=0 on node-a and 1 on node-b' when the shards differ."""
-    same, value = _common(pairs)
+    same, value = common_value(pairs)
     if same:
         return f"{knob}={value if value is not None else '?'}"
-    return f"{knob}=" + _join([f"{'?' if v is None else v} on {_join(names)}" for v, names in _groups(pairs).items()])
+    return f"{knob}=" + join_words([f"{'?' if v is None else v} on {join_words(names)}" for v, names in names_by_value(pairs).items()])
 
 
-def _groups(pairs: list[tuple[Place, Any]]) -> dict[Any, list[str]]:
+def names_by_value(pairs: list[tuple[Place, Any]]) -> dict[Any, list[str]]:
     """Place names by value, in first-seen order."""
     groups: dict[Any, list[str]] = {}
     for place, value in pairs:
@@ -143,9 +143,7 @@ def _groups(pairs: list[tuple[Place, Any]]) -> dict[Any, list[str]]:
     return groups
 
 
-def _errors_by_shard(run: RunData, match: Callable[[str], bool]) -> tuple[dict[str, int] | None, str]:
-    """A merged run's matching errors per shard, and 'by shard: node-a 3, node-b 0' for the text; (None, '') otherwise."""
+def errors_by_shard(run: RunData, match: Callable[[str], bool]) -> dict[str, int] | None:
+    """A merged run's matching errors per shard; None for an ordinary run or when no shard counted any."""
     counts = run.shard_errors(match) if len(run.shard_labels) > 1 else None
-    if not counts or not any(counts.values()):
-        return None, ""
-    return counts, "by shard: " + ", ".join(f"{label} {n:,}" for label, n in counts.items())
+    return counts if counts and any(counts.values()) else None

@@ -9,9 +9,9 @@ previous report (or nothing), never half a file.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from tcpstress.report.context import ReportContext
 from tcpstress.report.diagnose import diagnose
 from tcpstress.report.finding import Finding
 from tcpstress.report.html import render_html
@@ -23,20 +23,6 @@ from tcpstress.results import ResultError, write_atomic
 
 HTML_FILE = "report.html"
 MARKDOWN_FILE = "report.md"
-
-
-@dataclass
-class ReportContext:
-    """What the page says about the runs besides findings, tables and figures."""
-
-    title: str
-    runs: list[RunData]
-    description: str = ""
-    facts: list[tuple[str, str]] = field(default_factory=list)
-    variant_notes: list[tuple[str, str]] = field(default_factory=list)  # (description, differences) per run
-    run_lines: list[list[str]] = field(default_factory=list)
-    scenario_text: str = ""
-    tool_version: str = ""
 
 
 def _default_title(runs: list[RunData]) -> str:
@@ -58,7 +44,8 @@ def _default_title(runs: list[RunData]) -> str:
 def _describe_load(run: RunData) -> list[tuple[str, str]]:
     facts = []
     # The runner records where it really connected (the built-in server's port is picked at run time).
-    actual = run.result.data.get("target") if isinstance(run.result.data.get("target"), dict) else {}
+    recorded = run.result.data.get("target")
+    actual = recorded if isinstance(recorded, dict) else {}
     host = actual.get("host") or scenario_get(run, "target.host")
     port = actual.get("port") or scenario_get(run, "target.port")
     protocol = scenario_get(run, "target.protocol")

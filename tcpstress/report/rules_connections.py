@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from tcpstress.report.finding import Finding, impact_severity, _is, _is_timeout
+from tcpstress.report.finding import error_named, is_timeout
+from tcpstress.report.observations import (
+    CloseWaitGrowth,
+    CloseWaitLeak,
+    ConnectionsRefused,
+    ConnectionsReset,
+    Observation,
+    Timeouts,
+)
 from tcpstress.report.places import (
     Place,
-    _common,
-    _differs,
-    _errors_by_shard,
-    _groups,
-    _knob,
-    _knob_text,
-    _per_place,
-    _side_count,
-    _total_count,
+    errors_by_shard,
+    knob_value,
+    side_counter_rise,
     side_places,
+    total_counter_rise,
 )
 from tcpstress.report.rundata import RunData, scenario_get
-from tcpstress.report.wording import _fmt, _join, _t
 
 
-def _close_wait_growth(run: RunData, place: Place) -> dict[str, Any] | None:
+def _close_wait_growth(run: RunData, place: Place) -> CloseWaitGrowth | None:
     """How CLOSE_WAIT grew in a server place, if it grew and never drained (a leak)."""
     for ns in place.namespaces:
         ts, vs = run.series("CLOSE_WAIT", ns)
@@ -35,38 +35,16 @@ def _close_wait_growth(run: RunData, place: Place) -> dict[str, Any] | None:
         if peak < 10 or final < 0.8 * peak or late < 1.5 * early + 5:
             continue
         span = (ts[-1] - ts[0]) or 1.0
-        return {"ns": ns, "start": vs[0], "final": final, "peak": peak, "rate": (final - vs[0]) / span}
+        fds = _fds(run, _role(place, "target"))
+        return CloseWaitGrowth(place, ns, vs[0], final, peak, (final - vs[0]) / span,
+                               (fds[0], fds[-1]) if fds else None)
     return None
 
 
-CLOSE_WAIT_ADVICE = ("Fix the application: close the socket when the peer has closed (read returned 0). No sysctl "
-                     "helps: tcp_fin_timeout governs the active closer's orphaned FIN_WAIT2, not CLOSE_WAIT.")
-CLOSE_WAIT_CAUSE = "the peer closed its side but the application never called close() on these sockets. "
-
-
-def rule_close_wait_leak(run: RunData, runs: list[RunData]) -> list[Finding]:
+def rule_close_wait_leak(run: RunData, runs: list[RunData]) -> list[Observation]:
     places = side_places(run, "server")
-    leaks = [(p, g) for p in places if (g := _close_wait_growth(run, p)) is not None]
-    if not leaks:
-        return []
-    if len(places) > 1:
-        return _close_wait_per_server(run, places, leaks)
-    place, g = leaks[0]
-    server = g["ns"]
-    start, final, peak, rate = g["start"], g["final"], g["peak"], g["rate"]
-    where = "on the server" if server.rpartition(":")[2] == "server" else "on this host"
-    evidence = {"close_wait_start": int(start), "close_wait_final": int(final), "close_wait_peak": int(peak),
-                "growth_per_s": round(rate, 1), "namespace": server}
-    text = (
-        f"CLOSE_WAIT {where} grew from {int(start):,} to {int(final):,} (about {_fmt(rate)}/s) and never drained: "
-        + CLOSE_WAIT_CAUSE
-    )
-    fd_ts, _ = _fds(run, _role(place, "target"))
-    if fd_ts:
-        evidence["target_fds_start"], evidence["target_fds_final"] = fd_ts[0], fd_ts[-1]
-        text += f"The target's open file descriptors went from {fd_ts[0]:,} to {fd_ts[-1]:,}; it will hit its open-file limit."
-    return [Finding("critical", "CLOSE_WAIT leak in the application", text.strip(), evidence, [], run.label,
-                    "close_wait", CLOSE_WAIT_ADVICE)]
+    leaks = tuple(g for p in places if (g := _close_wait_growth(run, p)) is not None)
+    return [CloseWaitLeak(run.label, len(places), leaks)] if leaks else []
 
 
 def _role(place: Place, role: str) -> str:
@@ -74,131 +52,53 @@ def _role(place: Place, role: str) -> str:
     return f"{place.shards[0]}:{role}" if place.shards else role
 
 
-def _close_wait_per_server(run: RunData, places: list[Place],
-                           leaks: list[tuple[Place, dict[str, Any]]]) -> list[Finding]:
-    # A leak lives in one server process: each shard's is stated on its own, never summed.
-    parts = []
-    shards = []
-    for place, g in leaks:
-        part = (f"on {place.name} from {int(g['start']):,} to {int(g['final']):,} (about {_fmt(g['rate'])}/s)")
-        entry = {"shard": place.name, "namespace": g["ns"], "close_wait_start": int(g["start"]),
-                 "close_wait_final": int(g["final"]), "close_wait_peak": int(g["peak"]),
-                 "growth_per_s": round(g["rate"], 1)}
-        fd_ts, _ = _fds(run, _role(place, "target"))
-        if fd_ts:
-            part += f", its target's open files from {fd_ts[0]:,} to {fd_ts[-1]:,}"
-            entry["target_fds_start"], entry["target_fds_final"] = fd_ts[0], fd_ts[-1]
-        parts.append(part)
-        shards.append(entry)
-    which = (f"on all {len(places)} shards' servers" if len(leaks) == len(places)
-             else f"on {len(leaks)} of the {len(places)} shards' servers")
-    text = (f"CLOSE_WAIT grew and never drained {which}: " + "; ".join(parts) + ": " + CLOSE_WAIT_CAUSE
-            + "An open file per leaked socket: each leaking server will hit its open-file limit.")
-    evidence = {"close_wait_final": sum(int(g["final"]) for _, g in leaks),
-                "growth_per_s": round(sum(g["rate"] for _, g in leaks), 1),
-                "namespaces": [g["ns"] for _, g in leaks], "shards": shards}
-    return [Finding("critical", "CLOSE_WAIT leak in the application", text, evidence, [], run.label,
-                    "close_wait", CLOSE_WAIT_ADVICE)]
+def _fds(run: RunData, role: str) -> list[int]:
+    return [int(row["fds"]) for row in run.processes if row["role"] == role and row.get("fds") is not None]
 
 
-def _fds(run: RunData, role: str) -> tuple[list[int], list[float]]:
-    fds, ts = [], []
-    for row in run.processes:
-        if row["role"] == role and row.get("fds") is not None:
-            fds.append(int(row["fds"]))
-            ts.append(row["t"])
-    return fds, ts
+def _share(run: RunData, count: int) -> float:
+    """count as a share (%) of the run's attempts: one cause's impact, apart from the other errors'."""
+    attempts = run.requests + run.error_total
+    return 100.0 * count / attempts if attempts else 0.0
 
 
-def rule_refused_or_reset(run: RunData, runs: list[RunData]) -> list[Finding]:
-    findings = []
-    refused = run.error_count(_is("ECONNREFUSED"))
+def rule_refused_or_reset(run: RunData, runs: list[RunData]) -> list[Observation]:
+    found: list[Observation] = []
+    refused_match = error_named("ECONNREFUSED")
+    refused = run.error_count(refused_match)
     if refused:
-        first = run.first_error_t(_is("ECONNREFUSED"))
-        attempt_fails = _side_count(run, "TcpAttemptFails", "client")
-        out_rsts = _side_count(run, "TcpOutRsts", "server")
-        evidence = {"ECONNREFUSED": refused, "first_error_t_s": first, "TcpAttemptFails": attempt_fails,
-                    "server_TcpOutRsts": out_rsts, "error_pct": round(run.error_pct, 2)}
-        by_shard, by = _errors_by_shard(run, _is("ECONNREFUSED"))
-        if by_shard is not None:
-            evidence["shards"] = by_shard
-        text = (
-            f"connect() got ECONNREFUSED {refused:,} times" + (f" ({by})" if by else "")
-            + (f", first at {_t(first)}" if first is not None else "")
-            + f" ({run.error_pct:.1f}% of attempts; TcpAttemptFails rose by {attempt_fails:,}): the target answered "
-            "the SYN with RST, so nothing was listening on that address and port at the time."
-        )
-        findings.append(Finding(impact_severity(run.error_pct), "Connections refused", text,
-                                evidence, [], run.label, "refused",
-                                "Check that the server was up for the whole run (a crash or restart) and the port."))
-    reset = run.error_count(_is("ECONNRESET", "EPIPE"))
+        found.append(ConnectionsRefused(
+            run.label, refused, run.first_error_t(refused_match),
+            attempt_fails=side_counter_rise(run, "TcpAttemptFails", "client"),
+            out_rsts=side_counter_rise(run, "TcpOutRsts", "server"),
+            error_pct=run.error_pct, own_pct=_share(run, refused), by_shard=errors_by_shard(run, refused_match)))
+    reset_match = error_named("ECONNRESET", "EPIPE")
+    reset = run.error_count(reset_match)
     if reset:
-        first = run.first_error_t(_is("ECONNRESET", "EPIPE"))
-        estab_resets = _total_count(run, "TcpEstabResets")
-        aborts = [(p, _knob(run, "net.ipv4.tcp_abort_on_overflow", p)) for p in side_places(run, "server")]
-        same_abort, abort = _common(aborts)
-        evidence = {"ECONNRESET+EPIPE": reset, "first_error_t_s": first, "TcpEstabResets": estab_resets,
-                    "tcp_abort_on_overflow": _per_place(aborts)}
-        by_shard, by = _errors_by_shard(run, _is("ECONNRESET", "EPIPE"))
-        if by_shard is not None:
-            evidence["shards"] = by_shard
-        text = (
-            f"{reset:,} requests failed with ECONNRESET/EPIPE" + (f" ({by})" if by else "")
-            + (f", first at {_t(first)}" if first is not None else "")
-            + f" (TcpEstabResets rose by {estab_resets:,}): the peer sent RST on an open connection."
-        )
-        advice = ("Usual causes: the server closed with SO_LINGER 0 or with unread data, it crashed or hit a "
-                  "limit, or its accept queue overflowed with tcp_abort_on_overflow=1"
-                  + (f" ({_differs('it', aborts)})." if not same_abort
-                     else f" (it is {abort} here)." if abort is not None else "."))
-        findings.append(Finding(impact_severity(run.error_pct), "Connections reset", text,
-                                evidence, ["net.ipv4.tcp_abort_on_overflow"], run.label, "reset", advice))
-    return findings
+        found.append(ConnectionsReset(
+            run.label, reset, run.first_error_t(reset_match),
+            estab_resets=total_counter_rise(run, "TcpEstabResets"),
+            aborts=tuple((p, knob_value(run, "net.ipv4.tcp_abort_on_overflow", p))
+                         for p in side_places(run, "server")),
+            own_pct=_share(run, reset), by_shard=errors_by_shard(run, reset_match)))
+    return found
 
 
-def rule_timeouts(run: RunData, runs: list[RunData]) -> list[Finding]:
-    timeouts = {name: n for name, n in run.errors.items() if _is_timeout(name) and n > 0}
+def rule_timeouts(run: RunData, runs: list[RunData]) -> list[Observation]:
+    timeouts = {name: n for name, n in run.errors.items() if is_timeout(name) and n > 0}
     if not timeouts:
         return []
-    total = sum(timeouts.values())
-    first = run.first_error_t(_is_timeout)
     clients = side_places(run, "client")
-    syn_retrans = _side_count(run, "TcpExtTCPSynRetrans", "client")
-    retrans = _total_count(run, "TcpRetransSegs")
-    retries = [(p, _knob(run, "net.ipv4.tcp_syn_retries", p)) for p in clients]
-    same_retries, syn_retries = _common(retries)
-    evidence = {**timeouts, "first_error_t_s": first, "TcpExtTCPSynRetrans": syn_retrans,
-                "TcpRetransSegs": retrans, "tcp_syn_retries": _per_place(retries)}
-    by_shard, by = _errors_by_shard(run, _is_timeout)
-    if by_shard is not None:
-        evidence["shards"] = by_shard
-    names = ", ".join(f"{name} {n:,}" for name, n in timeouts.items())
-    text = (
-        f"{total:,} attempts timed out ({names}" + (f"; {by}" if by else "") + ")"
-        + (f", first at {_t(first)}" if first is not None else "")
-        + f" ({run.error_pct:.1f}% of attempts). Retransmitted segments rose by {retrans:,}"
-        + (f", SYN retransmits by {syn_retrans:,}" if syn_retrans else "")
-        + ": packets (a SYN, a SYN-ACK or the final ACK) were dropped or the server answered too slowly."
-    )
-    here = (f"{syn_retries if syn_retries is not None else 6} here" if same_retries
-            else _knob_text("tcp_syn_retries", retries).removeprefix("tcp_syn_retries="))
-    advice = ("Look for SYN-queue drops or accept-queue overflow on the server. Without the tool's own timeout, "
-              "a connect() to a silent peer hangs until tcp_syn_retries is exhausted "
-              f"({here}; 6 → about 127 s).")
-    knobs = ["net.ipv4.tcp_syn_retries", "net.ipv4.tcp_synack_retries"]
-    keepalive = scenario_get(run, "connection.so_keepalive")
-    if keepalive and timeouts.get("ETIMEDOUT"):
+    probes: tuple[tuple[Place, tuple[str | None, str | None, str | None]], ...] = ()
+    if scenario_get(run, "connection.so_keepalive") and timeouts.get("ETIMEDOUT"):
         # With SO_KEEPALIVE, ETIMEDOUT on an idle connection is the probes giving up.
-        probes = [(p, "{} + {} × {} s".format(*(_knob(run, f"net.ipv4.tcp_keepalive_{k}", p)
-                                                 for k in ("time", "intvl", "probes")))) for p in clients]
-        same_probes, after = _common(probes)
-        if not same_probes:
-            # Each shard's kernel gives up after its own knobs.
-            after = _join([f"{value} on {_join(names)}" for value, names in _groups(probes).items()])
-        text += (f" The connections had SO_KEEPALIVE on: ETIMEDOUT on an idle connection is the keep-alive "
-                 f"probes going unanswered, after tcp_keepalive_time + intvl × probes = {after}.")
-        advice = ("A peer that vanished is noticed after tcp_keepalive_time + tcp_keepalive_intvl × "
-                  "tcp_keepalive_probes (7200 + 75 × 9 s by default); lower them to notice sooner.")
-        knobs = ["net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_keepalive_intvl", "net.ipv4.tcp_keepalive_probes"]
-    return [Finding(impact_severity(run.error_pct), "Timeouts", text, evidence,
-                    knobs, run.label, "timeouts", advice)]
+        probes = tuple((p, (knob_value(run, "net.ipv4.tcp_keepalive_time", p),
+                            knob_value(run, "net.ipv4.tcp_keepalive_intvl", p),
+                            knob_value(run, "net.ipv4.tcp_keepalive_probes", p))) for p in clients)
+    return [Timeouts(
+        run.label, timeouts, run.first_error_t(is_timeout),
+        syn_retrans=side_counter_rise(run, "TcpExtTCPSynRetrans", "client"),
+        retrans=total_counter_rise(run, "TcpRetransSegs"),
+        syn_retries=tuple((p, knob_value(run, "net.ipv4.tcp_syn_retries", p)) for p in clients),
+        own_pct=_share(run, sum(timeouts.values())),
+        by_shard=errors_by_shard(run, is_timeout), keepalive_probes=probes)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from tcpstress.report.rundata import RunData, as_run_data
-from tcpstress.report.wording import _fmt
+from tcpstress.report.wording import fmt_number
 from tcpstress.results import RunResult
 
 # Counters worth a column in the comparison table, in the order a reader meets the failures.
@@ -116,12 +116,12 @@ def comparison_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[s
     headers += [c.removeprefix("TcpExt").removeprefix("Tcp") for c in counters]
     out = []
     for r in rows:
-        rate = _fmt(round(r["requests_per_s"], 1))
+        rate = fmt_number(round(r["requests_per_s"], 1))
         if r.get("intended_rate"):
-            rate += f" / {_fmt(r['intended_rate'])}"
+            rate += f" / {fmt_number(r['intended_rate'])}"
         errs = ", ".join(f"{n} {r['errors'][n]:,}" for n in error_names if r["errors"].get(n)) or "0"
         cells = [
-            r["variant"], rate, _fmt(round(r["connections_per_s"], 1)), errs, f"{r['error_pct']:.2f}",
+            r["variant"], rate, fmt_number(round(r["connections_per_s"], 1)), errs, f"{r['error_pct']:.2f}",
             _cell_ms(r["p50_ms"]), _cell_ms(r["p99_ms"]), _cell_ms(r["p999_ms"]),
         ]
         cells += [_cell_ms(r["p99_corrected_ms"])] if corrected else []

@@ -49,6 +49,6 @@ def variant_differences(run: RunData, other: RunData, limit: int = 3) -> list[st
     return seen[:limit]
 
 
-def _describe_variant(run: RunData, other: RunData) -> str:
+def describe_variant(run: RunData, other: RunData) -> str:
     diffs = variant_differences(run, other)
     return f"{other.label} ({', '.join(diffs)})" if diffs else other.label

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-def _fmt(n: float) -> str:
+def fmt_number(n: float) -> str:
     """A count or rate as a reader wants it: 12,345 / 3.2 / 0.05."""
     if isinstance(n, int) or float(n).is_integer():
         return f"{int(n):,}"
@@ -14,7 +14,7 @@ def _fmt(n: float) -> str:
     return f"{n:.2g}"
 
 
-def _ms(us: float) -> str:
+def fmt_ms(us: float) -> str:
     ms = us / 1000.0
     if ms >= 100:
         return f"{ms:,.0f} ms"
@@ -23,11 +23,11 @@ def _ms(us: float) -> str:
     return f"{ms:.2f} ms"
 
 
-def _t(seconds: float) -> str:
+def fmt_t(seconds: float) -> str:
     return f"t={seconds:g} s"
 
 
-def _join(items: list[str]) -> str:
+def join_words(items: list[str]) -> str:
     if len(items) <= 1:
         return "".join(items)
     return ", ".join(items[:-1]) + " and " + items[-1]

@@ -212,7 +212,9 @@ def test_port_exhaustion_when_only_one_shard_ran_out(tmp_path):
         churn_shard("node-c", 40000, 40999, 130, 0),
     ])
     f = one(diagnose([run]), "port_exhaustion")
-    assert "450 times, from t=2 s, all on node-b: its client ran out of ephemeral ports" in f.text
+    share = 100.0 * 450 / (run.requests + run.error_total)
+    assert f"450 times ({share:.1f}% of attempts), from t=2 s, all on node-b: its client ran out of ephemeral ports" \
+        in f.text
     assert "on node-b TIME_WAIT peaked at 1,000 ≈ its whole ip_local_port_range" in f.text
     assert "on node-a TIME_WAIT peaked at 120 of 1,000 (40000–40999, 1,000 ports), no EADDRNOTAVAIL" in f.text
     assert [s["EADDRNOTAVAIL"] for s in f.evidence["shards"]] == [0, 450, 0]

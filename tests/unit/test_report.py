@@ -268,14 +268,14 @@ def test_the_network_fact_says_where_the_load_went(lab, host, shards, expected):
 
 
 def test_evidence_of_a_merged_run_reads_as_text_not_python():
-    from tcpstress.report.html import _evidence_value
+    from tcpstress.report.html import evidence_value
 
     shards = [{"shard": "tcpstress-loader-1", "EADDRNOTAVAIL": 667, "ports": None, "port_range": "40000-40999"},
               {"shard": "tcpstress-loader-2", "EADDRNOTAVAIL": 1666, "tcp_tw_reuse": "1"}]
-    assert _evidence_value(shards) == ("(shard tcpstress-loader-1, EADDRNOTAVAIL 667, port_range 40000-40999), "
+    assert evidence_value(shards) == ("(shard tcpstress-loader-1, EADDRNOTAVAIL 667, port_range 40000-40999), "
                                        "(shard tcpstress-loader-2, EADDRNOTAVAIL 1,666, tcp_tw_reuse 1)")
-    assert _evidence_value({"node-a": 3, "node-b": 0.5}) == "(node-a 3, node-b 0.5)"
-    assert _evidence_value(True) == "yes" and _evidence_value(["a", 1200]) == "a, 1,200"
+    assert evidence_value({"node-a": 3, "node-b": 0.5}) == "(node-a 3, node-b 0.5)"
+    assert evidence_value(True) == "yes" and evidence_value(["a", 1200]) == "a, 1,200"
 
 
 def test_states_figure_of_a_merged_run_says_each_line_is_a_shard(tmp_path):

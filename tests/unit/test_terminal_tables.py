@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tcpstress.report.diagnose import load_runs
-from tcpstress.report.html import _knobs
+from tcpstress.report.html import knobs_html
 from tcpstress.report.tables import knob_table
 from tcpstress.summary import format_comparison
 
@@ -29,7 +29,7 @@ def test_counters_in_a_second_table_and_zero_columns_dropped():
 def test_html_shows_the_knobs_that_differ_and_folds_the_rest():
     runs = load_runs([RUNS / "time_wait_exhaustion"])
     _, rows, differs = knob_table(runs)
-    html = _knobs(runs)
+    html = knobs_html(runs)
     head, folded = html.split("<details>")
     for row, d in zip(rows, differs):
         assert (row[1] in head) == d or (d and row[1] in head)
