@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from tcpstress.lab.addresses import LAB_NETWORK
+
 PROTOCOLS = ("http", "https", "echo")
 HTTP_PROTOCOLS = ("http", "https")
 # The methods users name; any other RFC 9110 token in capitals is accepted too (PURGE, REPORT ...).
@@ -34,9 +36,6 @@ SERVER_CLOSE_POLICIES = ("client", "server", "never", "reset")
 FAULT_KINDS = ("none", "syn_flood", "drop_syn", "drop_fin", "partition")
 UNLIMITED = 0  # requests_per_connection meaning "as many as the run allows"
 
-# The only addresses besides loopback that tcpstress sends to (RFC 2544 benchmarking range):
-# the one definition every safety check uses.
-LAB_NETWORK = ipaddress.IPv4Network("198.18.0.0/15")
 
 
 class ScenarioError(ValueError):
@@ -97,7 +96,9 @@ def parse_address_list(value: Any) -> tuple[str, ...]:
                     lo_s.rsplit(".", 1)[0] + "." + hi_s)
             except ValueError:
                 raise ValueError(f"{item!r} is not an address range like 127.0.0.2-127.0.0.9") from None
-            if hi < lo or int(hi) - int(lo) > 65535:
+            if lo.version != hi.version:
+                raise ValueError(f"{item!r}: a range runs between two IPv4 or two IPv6 addresses")
+            if hi < lo or int(hi) - int(lo) > 65535:  # type: ignore[operator]  # same version, checked above
                 raise ValueError(f"{item!r}: the range must go up and hold at most 65536 addresses")
             out.extend(str(ipaddress.ip_address(int(lo) + i)) for i in range(int(hi) - int(lo) + 1))
         else:
@@ -822,7 +823,7 @@ def _readable_file(value: str, where: str, dotted: str, from_flag: bool) -> str:
 
 
 # [[request]] keys -> the [target] key whose kind and check they share.
-REQUEST_KEYS = {"name": None, "method": "method", "path": "path", "headers": "headers", "body": "body",
+REQUEST_KEYS: dict[str, str | None] = {"name": None, "method": "method", "path": "path", "headers": "headers", "body": "body",
                 "body_file": "body_file", "content_type": "content_type", "weight": None}
 
 
@@ -849,10 +850,10 @@ def _build_requests(raw: Any, where: str, target: dict[str, Any]) -> tuple[Reque
                     raise ScenarioError(f"{at}: weight = {value!r} is not allowed; allowed: a whole number 1 to 1000")
                 fields[key] = value
             else:
-                fields[key] = _check_field("target", REQUEST_KEYS[key], value, at, False)
+                fields[key] = _check_field("target", str(REQUEST_KEYS[key]), value, at, False)
         if "body_file" in fields:
             fields["body_file"] = _readable_file(fields["body_file"], where, f"[[request]] #{n} body_file", False)
-        merged = {k: target[k] for k in ("method", "path", "body", "body_file", "content_type") if k in target}
+        merged: dict[str, Any] = {k: target[k] for k in ("method", "path", "body", "body_file", "content_type") if k in target}
         merged.update({k: v for k, v in fields.items() if k != "headers"})
         headers = tuple(target.get("headers", ())) + tuple(fields.get("headers", ()))
         spec = RequestSpec(name="", headers=headers, **{k: v for k, v in merged.items() if k != "name"})
@@ -1051,7 +1052,7 @@ def target_overrides(text: str) -> dict[str, str]:
 
     try:
         url = urlsplit(text)
-        port = url.port
+        url_port = url.port
     except ValueError as e:
         raise ScenarioError(f"--target {text!r}: not a URL: {e}") from None
     scheme = url.scheme.lower()
@@ -1063,7 +1064,7 @@ def target_overrides(text: str) -> dict[str, str]:
         raise ScenarioError(f"--target {text!r}: credentials in the URL are not sent; "
                             f"use -H 'Authorization: ...'")
     out = {"target.protocol": scheme, "target.host": url.hostname,
-           "target.port": str(port or DEFAULT_PORTS[scheme])}
+           "target.port": str(url_port or DEFAULT_PORTS[scheme])}
     path = (url.path or "") + (f"?{url.query}" if url.query else "")
     if path:
         out["target.path"] = path

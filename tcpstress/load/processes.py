@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import Callable, Iterator
 
 from tcpstress import results
@@ -173,6 +174,16 @@ class WorkerPool:
                     pass
             if w.stderr_path and w.stderr_path.exists() and w.stderr_path.stat().st_size == 0:
                 w.stderr_path.unlink()
+
+    # A context manager for the run's ExitStack: the runner pushes the pool (only
+    # __exit__ is registered) before start(), so workers a failing start() left are stopped.
+    def __enter__(self) -> WorkerPool:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
 
 
 def _exit_text(code: int) -> str:
