@@ -18,22 +18,33 @@ import socket
 import tomllib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal, get_args
 
 from tcpstress.lab.addresses import LAB_NETWORK
 
-PROTOCOLS = ("http", "https", "echo")
-HTTP_PROTOCOLS = ("http", "https")
+# Closed sets: the Literal types the dataclasses' fields carry (mypy checks every
+# comparison and assignment against them), and the same values as tuples for the
+# validator's "allowed:" texts.
+ProtocolName = Literal["http", "https", "echo"]
+LoadModel = Literal["closed", "open"]
+CloseMode = Literal["client", "server", "reset"]
+ServerClose = Literal["client", "server", "never", "reset"]
+FaultKind = Literal["none", "syn_flood", "drop_syn", "drop_fin", "partition"]
+RequestOrder = Literal["weighted", "sequence"]
+TlsVersion = Literal["auto", "1.2", "1.3"]
+
+PROTOCOLS: tuple[ProtocolName, ...] = get_args(ProtocolName)
+HTTP_PROTOCOLS: tuple[ProtocolName, ...] = ("http", "https")
 # The methods users name; any other RFC 9110 token in capitals is accepted too (PURGE, REPORT ...).
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-REQUEST_ORDERS = ("weighted", "sequence")
-TLS_VERSIONS = ("auto", "1.2", "1.3")
+REQUEST_ORDERS: tuple[RequestOrder, ...] = get_args(RequestOrder)
+TLS_VERSIONS: tuple[TlsVersion, ...] = get_args(TlsVersion)
 DEFAULT_EXPECT_STATUS = ("2xx", "3xx")
-MODELS = ("closed", "open")
-CLOSE_MODES = ("client", "server", "reset")
-SERVER_CLOSE_POLICIES = ("client", "server", "never", "reset")
+MODELS: tuple[LoadModel, ...] = get_args(LoadModel)
+CLOSE_MODES: tuple[CloseMode, ...] = get_args(CloseMode)
+SERVER_CLOSE_POLICIES: tuple[ServerClose, ...] = get_args(ServerClose)
 # Lab faults (tcpstress/lab/faults.py): what happens to the network during a run.
-FAULT_KINDS = ("none", "syn_flood", "drop_syn", "drop_fin", "partition")
+FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
 UNLIMITED = 0  # requests_per_connection meaning "as many as the run allows"
 
 
@@ -131,7 +142,7 @@ class ResolvedTarget:
     host: str
     port: int
     family: int
-    sockaddr: tuple
+    sockaddr: tuple[Any, ...]
     addresses: tuple[str, ...]
 
     @property
@@ -187,7 +198,7 @@ def resolve_target(host: str, port: int, sources: tuple[str, ...] = ()) -> Resol
 class Target:
     host: str = "127.0.0.1"
     port: int = 0  # 0: the built-in server picks a free port
-    protocol: str = "http"  # http | https | echo
+    protocol: ProtocolName = "http"
     path: str = "/"
     host_header: str = ""
     method: str = "GET"
@@ -197,7 +208,7 @@ class Target:
     content_type: str = ""
     # Statuses that count as success: codes ("204") or classes ("2xx").
     expect_status: tuple[str, ...] = DEFAULT_EXPECT_STATUS
-    request_order: str = "weighted"  # [[request]] list: picked by weight, or in sequence per connection
+    request_order: RequestOrder = "weighted"  # [[request]] list: picked by weight, or in sequence per connection
 
     @property
     def is_http(self) -> bool:
@@ -210,7 +221,7 @@ class Tls:
 
     insecure: bool = False  # do not verify the certificate (curl -k)
     ca_file: str = ""  # PEM bundle to verify with (default: the system's)
-    version: str = "auto"  # auto | 1.2 | 1.3
+    version: TlsVersion = "auto"
     resume: bool = True  # offer the previous session's ticket on a new connection
     server_name: str = ""  # SNI and the name checked in the certificate (default: target.host)
 
@@ -236,7 +247,7 @@ class Server:
     builtin: bool = False
     command: str = ""  # a user's server (lab only), e.g. "nginx -c {dir}/nginx.conf"
     response_size: int = 64
-    close: str = "client"
+    close: ServerClose = "client"
     backlog: int = 4096
     workers: int = 1
     delay: float = 0.0
@@ -258,7 +269,7 @@ STAGES_ALLOWED = ("[[load.stage]] tables with rate (> 0 per second), lasts (whol
 
 @dataclass(frozen=True)
 class Load:
-    model: str = "closed"
+    model: LoadModel = "closed"
     connections: int = 10
     rate: float = 0.0  # open model: new operations per second
     ramp: float = 0.0  # open: rate ramps up linearly; closed: connections start one after another
@@ -268,7 +279,7 @@ class Load:
     max_requests: int = 0  # 0: bounded by duration only
     stage: tuple[Stage, ...] = ()  # [[load.stage]]: the open model's rate in steps (tcpstress/load/schedule.py)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         # A run's result.json and the plans sent to workers carry stages as dicts.
         object.__setattr__(self, "stage", tuple(st if isinstance(st, Stage) else Stage(**st) for st in self.stage))
 
@@ -277,7 +288,7 @@ class Load:
 class Connection:
     keepalive: bool = True
     requests_per_connection: int = UNLIMITED
-    close: str = "client"
+    close: CloseMode = "client"
     connect_timeout: float = 5.0
     request_timeout: float = 10.0
     think_time: float = 0.0  # pause between one request's end and the next one's start, per connection
@@ -302,7 +313,7 @@ class Fault:
     namespace drops everything from the client (a peer that vanished).
     """
 
-    kind: str = "none"
+    kind: FaultKind = "none"
     at: float = 0.0  # seconds after the measured phase starts
     lasts: float = 0.0  # 0: until the end of the run
     rate: float = 2000.0  # syn_flood: packets per second
@@ -321,9 +332,9 @@ class Variant:
     name: str
     description: str = ""
     profile: str = ""
-    client: dict = field(default_factory=dict)  # sysctl knob -> value
-    server: dict = field(default_factory=dict)
-    overrides: dict = field(default_factory=dict)  # "section.key" -> raw value
+    client: dict[str, Any] = field(default_factory=dict)  # sysctl knob -> value
+    server: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)  # "section.key" -> raw value
 
 
 @dataclass(frozen=True)
@@ -341,7 +352,7 @@ class Scenario:
     requests: tuple[RequestSpec, ...] = ()  # [[request]]: empty means the one request [target] describes
     variants: tuple[Variant, ...] = ()
     thresholds: tuple[str, ...] = ()  # [thresholds] checks, validated by tcpstress.thresholds.parse
-    raw: dict = field(default_factory=dict, compare=False, repr=False)
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     source: str = "<flags>"
 
     def to_dict(self) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Literal
 
 from tcpstress import results
 
@@ -32,11 +32,16 @@ class WorkerFailure(RuntimeError):
     pass
 
 
+# starting -> booted (code imported) -> ready (plan taken) -> done; died (exited
+# early) or fatal (reported an error it cannot go on from) from any of them.
+WorkerState = Literal["starting", "booted", "ready", "done", "died", "fatal"]
+
+
 @dataclass
 class WorkerHandle:
     name: str
     proc: subprocess.Popen
-    state: str = "starting"  # starting, booted, ready, done, died, fatal
+    state: WorkerState = "starting"
     last_interval: int = -1
     requests: int = 0
     connections: int = 0
