@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Literal, get_args
 
-from tcpstress.lab.addresses import LAB_NETWORK
+from tcpstress.lab.addresses import DEFAULT_SPOOF_CIDR, LAB_NETWORK
 
 # Closed sets: the Literal types the dataclasses' fields carry (mypy checks every
 # comparison and assignment against them), and the same values as tuples for the
@@ -318,7 +318,7 @@ class Fault:
     lasts: float = 0.0  # 0: until the end of the run
     rate: float = 2000.0  # syn_flood: packets per second
     packets: int = 100_000  # syn_flood: at most this many
-    spoof: str = "198.19.0.0/16"  # syn_flood: source addresses, routed into a black hole
+    spoof: str = DEFAULT_SPOOF_CIDR  # syn_flood: source addresses, routed into a black hole
 
 
 @dataclass(frozen=True)
@@ -484,7 +484,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[Any], bool] | None, str]]] = {
         "lasts": ("duration", _float_range(0, 86400), "0s (until the end) to 24h"),
         "rate": ("float", _float_range(1, 100_000), "1 to 100000 packets per second"),
         "packets": ("int", _int_range(1, 10_000_000), "1 to 10000000"),
-        "spoof": ("str", lambda v: _is_lab_cidr(v), "a CIDR inside 198.18.0.0/15, e.g. 198.19.0.0/16"),
+        "spoof": ("str", lambda v: _is_lab_cidr(v), f"a CIDR inside {LAB_NETWORK}, e.g. {DEFAULT_SPOOF_CIDR}"),
     },
     "sampling": {
         "interval": ("duration", _float_range(0.01, 60), "10ms to 60s"),
