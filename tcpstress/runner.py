@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from tcpstress.lab.netns import Lab
     from tcpstress.lab.profiles import Profile
     from tcpstress.scenario import Variant
+
 # How long after the end the runner waits for workers to send their last
 # seconds; a worker still busy then is stopped and the run marked partial.
 STOP_GRACE_S = 30.0
