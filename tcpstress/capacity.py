@@ -357,7 +357,7 @@ def lab_step(variant, profile, run_id: str, first_index: int):
     from tcpstress import runner
 
     def run(scenario, folder: Path, index: int, live):
-        runner._run_in_lab(scenario, variant, profile, folder, run_id, (first_index + index) % 256, live)
+        runner.run_in_lab(scenario, variant, profile, folder, run_id, (first_index + index) % 256, live)
         return results.load_result(folder)
 
     return run

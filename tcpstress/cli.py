@@ -177,6 +177,10 @@ def _load(scenario_file, target, overrides):
             fail("no target: give a scenario file, --target HOST:PORT, or --builtin-server")
         if overrides.get("server.builtin") == "true" and not target and "target.port" not in overrides:
             overrides.setdefault("target.port", "0")
+        if scenario_file:
+            from tcpstress.shipped import scenario_argument
+
+            scenario_file = scenario_argument(str(scenario_file))  # a bare name: the shipped scenario
         return load_scenario(scenario_file, overrides)
     except ScenarioError as e:
         fail(_name_flags(str(e), overrides))
@@ -755,11 +759,12 @@ def demo():
 
 
 def _scenarios_dir() -> Path:
-    here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "scenarios", Path(sys.prefix) / "share" / "tcpstress" / "scenarios"):
-        if candidate.is_dir():
-            return candidate
-    fail("cannot find the scenarios folder next to the tcpstress package")
+    from tcpstress.shipped import ShippedFilesMissing, scenarios_dir
+
+    try:
+        return scenarios_dir()
+    except ShippedFilesMissing as e:
+        fail(str(e))
 
 
 @cli.command()

@@ -33,7 +33,6 @@ Needs the lab (root and network namespaces); GalleryError says why not.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,12 +104,13 @@ class GalleryResult:
 
 
 def scenarios_dir() -> Path:
-    """scenarios/ of a source checkout or editable install, else the installed copy."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "scenarios", Path(sys.prefix) / "share" / "tcpstress" / "scenarios"):
-        if candidate.is_dir():
-            return candidate
-    raise GalleryError("cannot find the scenarios folder next to the tcpstress package")
+    """The shipped scenarios (tcpstress/shipped.py), or GalleryError."""
+    from tcpstress import shipped
+
+    try:
+        return shipped.scenarios_dir()
+    except shipped.ShippedFilesMissing as e:
+        raise GalleryError(str(e)) from None
 
 
 def plan(quick: bool = True, directory: Path | None = None,

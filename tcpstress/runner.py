@@ -10,42 +10,37 @@ from __future__ import annotations
 
 import os
 import platform
-import re
 import signal
 import socket
 import subprocess
-import sys
-import threading
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import TYPE_CHECKING, Any, Callable, TextIO
 
 from tcpstress import __version__, results
+from tcpstress.builtin_server import BuiltinServer, process_tree
+from tcpstress.lab.fault_timer import FaultTimer
+from tcpstress.lifecycle import RunError, RunInterrupted, Sampling, SigtermRaises, hlog_writers
+from tcpstress.live import LiveLine
 from tcpstress.load import schedule
 from tcpstress.load.processes import IntervalMerger, WorkerFailure, WorkerPool
-from tcpstress.scenario import Scenario, ScenarioError, resolve_target
+from tcpstress.scenario import ResolvedTarget, Scenario, ScenarioError, resolve_target
 from tcpstress.server_watch import ServerWatch
 
-SERVER_ARGV = [sys.executable, "-m", "tcpstress", "serve"]
+if TYPE_CHECKING:
+    from tcpstress.lab.netns import Lab
+    from tcpstress.lab.profiles import Profile
+    from tcpstress.scenario import Variant
+
 # How long after the end the runner waits for workers to send their last
 # seconds; a worker still busy then is stopped and the run marked partial.
 STOP_GRACE_S = 30.0
 START_SLACK_S = 0.2  # between handing out plans and the first scheduled operation
-
-
-class RunInterrupted(Exception):
-    """SIGINT or SIGTERM arrived; `.code` is the exit code to use (130 or 143)."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-        self.code = 128 + signum
-
-
-class RunError(RuntimeError):
-    """A run could not start or went wrong in a way the user must hear about."""
 
 
 def utc_stamp(t: float | None = None) -> str:
@@ -72,151 +67,6 @@ def default_run_dir(scenario: Scenario, base: Path = Path("reports")) -> Path:
 
 
 @dataclass
-class BuiltinServer:
-    """`tcpstress serve` in a child process; learns its port from the first line."""
-
-    proc: subprocess.Popen
-    host: str
-    port: int
-    pid: int
-    served: dict = field(default_factory=dict)
-
-    @classmethod
-    def start(cls, scenario: Scenario, host: str, run_seconds: float,
-              spawn: Callable[..., subprocess.Popen] = subprocess.Popen,
-              tls_files: tuple[Path, Path] | None = None) -> "BuiltinServer":
-        s = scenario
-        close = s.server.close
-        rpc = 0
-        if s.connection.close == "server" and s.target.protocol == "echo":
-            # Echo has no header to ask for a close: the server closes after the
-            # agreed number of exchanges.
-            close, rpc = "server", max(1, s.connection.effective_requests)
-        argv = SERVER_ARGV + [
-            "--host", host, "--port", str(s.target.port), "--protocol", "http" if s.target.is_http else "echo",
-            "--response-size", str(s.server.response_size), "--echo-size", str(s.connection.payload_size),
-            "--close", close, "--requests-per-connection", str(rpc), "--backlog", str(s.server.backlog),
-            "--workers", str(s.server.workers), "--delay", str(s.server.delay),
-            "--max-seconds", str(int(run_seconds + 120)),
-            # Dies with this process even when it is killed with SIGKILL (prctl PDEATHSIG).
-            "--parent-pid", str(os.getpid()),
-        ]
-        if tls_files:
-            argv += ["--tls-cert", str(tls_files[0]), "--tls-key", str(tls_files[1])]
-        proc = spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-        line = proc.stdout.readline().decode(errors="replace")
-        m = re.match(r"listening \S+ (\S+):(\d+) pid=(\d+)", line)
-        if not m:
-            proc.kill()
-            err = proc.stderr.read().decode(errors="replace").strip().splitlines()
-            raise RunError(f"the built-in server did not start: {(err or [line.strip() or 'no output'])[-1]}")
-        return cls(proc=proc, host=host, port=int(m.group(2)), pid=int(m.group(3)))
-
-    def pids(self) -> list[int]:
-        return _process_tree(self.pid)
-
-    def stop(self) -> dict:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            out, _ = self.proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out, _ = self.proc.communicate()
-        text = out.decode(errors="replace")
-        m = re.search(r"served connections=(\d+) requests=(\d+)", text)
-        if m:
-            self.served = {"connections": int(m.group(1)), "requests": int(m.group(2))}
-            tls = re.search(r"tls_handshakes=(\d+) tls_resumed=(\d+)", text)
-            if tls:
-                self.served.update(tls_handshakes=int(tls.group(1)), tls_resumed=int(tls.group(2)))
-        return self.served
-
-
-class FaultTimer:
-    """Starts a lab fault at its time in the run and ends it after `lasts` (or at the end)."""
-
-    def __init__(self, fault, start_at: float, lasts: float):
-        self.fault = fault
-        self.start_at = start_at
-        self.end_at = start_at + lasts if lasts else None
-        self.stop_event = threading.Event()
-        self.record: dict = {"started": False}
-        self.thread = threading.Thread(target=self._run, name="fault", daemon=True)
-
-    def _run(self) -> None:
-        if self.stop_event.wait(max(0.0, self.start_at - time.monotonic())):
-            return
-        try:
-            self.fault.start()
-            self.record["started"] = True
-        except Exception as e:  # reported in the result; the load goes on
-            self.record["error"] = f"could not start: {e}"
-            return
-        if self.end_at is not None and not self.stop_event.wait(max(0.0, self.end_at - time.monotonic())):
-            try:
-                self.record.update(self.fault.stop() or {})
-            except Exception as e:
-                self.record["error"] = f"could not stop: {e}"
-            self.record["stopped"] = True
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def finish(self) -> dict:
-        self.stop_event.set()
-        self.thread.join(30)
-        if self.record.get("started") and not self.record.get("stopped"):
-            try:
-                self.record.update(self.fault.stop() or {})
-            except Exception as e:
-                self.record["error"] = f"could not stop: {e}"
-        return self.record
-
-
-class LiveLine:
-    """One status line a second on a terminal (wrk-style progress); elsewhere (a CI log)
-    a plain line every PLAIN_EVERY seconds, since carriage returns make a log unreadable."""
-
-    PLAIN_EVERY = 5
-
-    def __init__(self, stream: TextIO | None):
-        self.stream = stream
-        isatty = getattr(stream, "isatty", None)
-        self.terminal = bool(stream) and bool(isatty and isatty())
-
-    def show(self, agg: dict, intervals_total: int) -> None:
-        if not self.stream:
-            return
-        second = agg["i"] + 1
-        if not self.terminal and second % self.PLAIN_EVERY and second != intervals_total:
-            return
-        p99 = agg["h"]["total"].get_value_at_percentile(99) / 1000.0 if agg["requests"] else 0.0
-        errors = sum(agg["errors"].values())
-        classes = results.status_classes(agg.get("status", {}))
-        bad = "  ".join(f"{c} {n:,}" for c, n in sorted(classes.items()) if c[0] in "45")
-        text = (f"  {second:>4}/{intervals_total}s  {agg['connections']:>8,} conn/s  "
-                f"{agg['requests']:>8,} req/s  p99 {p99:8.2f} ms  errors {errors:,}" + (f"  ({bad})" if bad else ""))
-        self.stream.write(f"\r{text}   " if self.terminal else f"progress {text.strip()}\n")
-        self.stream.flush()
-
-    def done(self) -> None:
-        if self.stream and self.terminal:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-def _signal_guard():
-    """Turn SIGTERM into RunInterrupted (SIGINT already raises KeyboardInterrupt)."""
-
-    def handler(signum, frame):
-        raise RunInterrupted(signum)
-
-    old = signal.signal(signal.SIGTERM, handler)
-    return old
-
-
-@dataclass
 class RunContext:
     """Where and how a run's processes start: the host, or a lab's namespaces."""
 
@@ -233,6 +83,24 @@ class RunContext:
     shard: tuple[int, int] | None = None  # (index, count): run only this share of the scenario
     shard_name: str | None = None  # where the index came from: a compose container's name
     start_at: float | None = None  # wall-clock epoch seconds at which the load begins
+
+    @classmethod
+    def for_lab(cls, lab: Lab, sc: Scenario, sysctls: dict, variant: str | None = None,
+                user_server: subprocess.Popen | None = None) -> RunContext:
+        """A run inside `lab` (entered): workers in its client namespace, the built-in server in its
+        server namespace, the sampler in both, the scenario's fault on the lab's network, and a
+        user's server (server.command, already started) counted as the target's processes."""
+        from tcpstress.sampler.sampler import NamespaceRef
+
+        return cls(
+            client_spawn=partial(lab.popen, "client"), server_spawn=partial(lab.popen, "server"),
+            server_host=lab.server_addr, target_host=lab.server_addr,
+            source_addresses=tuple(lab.client_addrs) if sc.connection.source_addresses else None,
+            namespaces=[NamespaceRef(label="client", netns=lab.client_ns),
+                        NamespaceRef(label="server", netns=lab.server_ns)],
+            sysctls=sysctls, variant=variant,
+            fault_factory=_fault_factory(sc, lab),
+            target_pids=partial(process_tree, user_server.pid) if user_server else None)
 
 
 def own_netns() -> str | None:
@@ -284,44 +152,36 @@ def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = Non
 
     Raises RunInterrupted after saving the partial result when SIGINT or
     SIGTERM arrived during the run.
+
+    What the run starts goes on one of two stacks. `load` holds what makes
+    traffic (the workers, a lab fault) and unwinds first; `run` holds the
+    target and what watches it (sampler, server watch, hlog files), so the
+    sampler's last sample and the server's own count come after the traffic
+    has stopped.
     """
     ctx = ctx or RunContext()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    started_at = time.time()
     s = scenario
+    merger = IntervalMerger(max(1, int(-(-s.load.duration // 1))), s.load.duration)
+    meta = _first_meta(s, ctx, started_at=time.time())
+    live_line = LiveLine(live)
     server: BuiltinServer | None = None
     pool: WorkerPool | None = None
-    sampler = None
-    hlogs: dict[str, results.HlogWriter] = {}
-    merger = IntervalMerger(max(1, int(-(-s.load.duration // 1))), s.load.duration)
-    interrupted: RunInterrupted | None = None
-    partial_reason: str | None = None
-    sampler_summary: dict = {}
+    sampling = Sampling(None)
     fault_timer: FaultTimer | None = None
     watch: ServerWatch | None = None
-    server_gone: str | None = None
-    meta = {
-        "format": results.FORMAT, "tool_version": __version__, "kernel": platform.release(),
-        "hostname": socket.gethostname(), "netns": own_netns(), "cpu_count": os.cpu_count(), "started_at": utc_stamp(started_at), "ended_at": None,
-        "partial": True, "partial_reason": "in progress", "name": s.name, "variant": ctx.variant,
-        "scenario": s.to_dict(), "sysctls": ctx.sysctls or own_namespace_sysctls(),
-        "shard": ({"index": ctx.shard[0], "count": ctx.shard[1],
-                   **({"name": ctx.shard_name} if ctx.shard_name else {})} if ctx.shard else None),
-        "start_at": utc_stamp(ctx.start_at) if ctx.start_at else None,
-    }
-    live_line = LiveLine(live)
-    old_handler = _signal_guard()
-    t0 = t_end = 0.0
-    try:
+    hlogs: dict[str, results.HlogWriter] = {}
+    interrupted: RunInterrupted | None = None
+    partial_reason: str | None = None
+    with SigtermRaises() as sigterm, ExitStack() as run, ExitStack() as load:
         try:
-            target_host = ctx.target_host or s.target.host
             port = s.target.port
             if s.server.builtin:
                 tls_files = _builtin_tls(s, out_dir)
-                server = BuiltinServer.start(s, ctx.server_host or s.target.host,
-                                             s.load.duration + s.load.warmup, spawn=ctx.server_spawn,
-                                             tls_files=tls_files)
+                server = run.enter_context(BuiltinServer.start(s, ctx.server_host or s.target.host,
+                                                               s.load.duration + s.load.warmup,
+                                                               spawn=ctx.server_spawn, tls_files=tls_files))
                 port = server.port
                 meta["server"] = {"builtin": True, "pid": server.pid, "port": port}
                 if tls_files and not s.tls.ca_file and not s.tls.insecure:
@@ -329,50 +189,30 @@ def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = Non
                     s = replace(s, tls=replace(s.tls, ca_file=str(tls_files[0])))
             if ctx.source_addresses is not None:
                 s = _with_sources(s, ctx.source_addresses)
+            target_host = ctx.target_host or s.target.host
             resolved = resolve_target(target_host, port, s.connection.source_addresses)
-            family, sockaddr = resolved.family, resolved.sockaddr
             meta["scenario"] = s.to_dict()
             meta["target"] = {"host": resolved.address, "port": port, "name": target_host,
                               "addresses": list(resolved.addresses), "family": resolved.family_name,
                               "scope": resolved.scope}
 
-            pool = WorkerPool(s.load.workers, spawn=ctx.client_spawn, log_dir=out_dir)
+            # Pushed before start(): its exit stops whatever workers start() got going.
+            pool = load.push(WorkerPool(s.load.workers, spawn=ctx.client_spawn, log_dir=out_dir))
             pool.start()
-            if ctx.start_at is not None:
-                # Every shard starts on the same wall-clock second; the schedule
-                # below is relative to it, so intended start times agree too.
-                late = time.time() + START_SLACK_S - ctx.start_at
-                if late > 0:
-                    raise RunError(f"--start-at {utc_stamp(ctx.start_at)} had passed by {late:.1f} s when the "
-                                   f"workers were ready (start-up took longer): give a time further ahead")
-                t_start = time.monotonic() + (ctx.start_at - time.time())
-            else:
-                t_start = time.monotonic() + START_SLACK_S
+            t_start = _load_start(ctx)
             t0 = t_start + s.load.warmup
             t_end = t0 + s.load.duration
             meta["t0_epoch"] = time.time() + (t0 - time.monotonic())
-            sampler = _start_sampler(s, ctx, out_dir, t0, port, pool, server)
+            sampling = run.enter_context(_sampling(s, ctx, out_dir, t0, port, pool, server))
             if ctx.fault_factory and s.fault.kind != "none":
                 fault = ctx.fault_factory(port)
                 fault.prepare()
-                fault_timer = FaultTimer(fault, t0 + s.fault.at, s.fault.lasts)
-                fault_timer.start()
-            metrics = ("total", "connect", "ttfb") + (("corrected",) if s.load.model == "open" else ())
-            metrics += (("tls",) if s.target.protocol == "https" else ()) + (("error",) if s.target.is_http else ())
-            for metric in metrics:
-                hlogs[metric] = results.HlogWriter(out_dir / f"latency-{metric}.hlog", meta["t0_epoch"],
-                                                   comment=f"tcpstress {metric} latency, microseconds")
-            # A shard's workers are workers shard + count·k of count·W in all:
-            # the same interleaving that splits work between workers splits it
-            # between shards, exactly.
-            shard_index, shard_count = ctx.shard or (0, 1)
-            plans = [{"scenario": s.to_dict(), "family": int(family), "sockaddr": list(sockaddr),
-                      "index": shard_index + shard_count * i, "workers": shard_count * s.load.workers,
-                      "t_start": t_start, "t0": t0, "t_end": t_end}
-                     for i in range(s.load.workers)]
-            pool.send_plans(plans)
+                fault_timer = load.enter_context(FaultTimer(fault, t0 + s.fault.at, s.fault.lasts))
+            hlogs = run.enter_context(hlog_writers(out_dir, _metrics(s), meta["t0_epoch"]))
+            pool.send_plans(_plans(s, ctx, resolved, t_start, t0, t_end))
             if server:
-                watch = ServerWatch.start(server.proc, t0, on_death=lambda: pool.signal_all(signal.SIGTERM))
+                watch = run.enter_context(ServerWatch.start(server.proc, t0,
+                                                            on_death=partial(pool.signal_all, signal.SIGTERM)))
             _collect(pool, merger, hlogs, live_line, meta, out_dir, deadline=t_end + STOP_GRACE_S)
         except (KeyboardInterrupt, RunInterrupted) as e:
             interrupted = e if isinstance(e, RunInterrupted) else RunInterrupted(signal.SIGINT)
@@ -386,21 +226,10 @@ def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = Non
             partial_reason = str(e)
             raise RunError(str(e)) from None
         finally:
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # nothing may interrupt the clean-up
-            if fault_timer is not None:
-                meta["fault"] = dict(asdict(s.fault), **fault_timer.finish())
-            if pool:
-                pool.stop()
-            if sampler is not None:
-                sampler_summary = sampler.stop()
-            if watch is not None:
-                server_gone = watch.stop()
-            if server:
-                server.stop()
-            for w in hlogs.values():
-                w.close()
-    finally:
-        signal.signal(signal.SIGTERM, old_handler if old_handler is not None else signal.SIG_DFL)
+            sigterm.ignore()  # nothing may interrupt the clean-up: the stacks unwind next
+    if fault_timer is not None:
+        meta["fault"] = dict(asdict(s.fault), **fault_timer.record)
+    server_gone = watch.reason if watch is not None else None
 
     live_line.done()
     meta["ended_at"] = utc_stamp()
@@ -416,7 +245,7 @@ def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = Non
         partial_reason = server_gone  # the cause: the workers' errors and early ends follow from it
     meta["partial"] = partial_reason is not None
     meta["partial_reason"] = partial_reason
-    result = results.RunResult(data=_result_data(meta, merger, s, pool, server, sampler_summary), folder=out_dir)
+    result = results.RunResult(data=_result_data(meta, merger, s, pool, server, sampling.summary), folder=out_dir)
     if s.load.stage:
         from tcpstress import stages
 
@@ -425,6 +254,50 @@ def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = Non
     if interrupted:
         raise interrupted
     return result
+
+
+def _first_meta(s: Scenario, ctx: RunContext, started_at: float) -> dict[str, Any]:
+    """result.json's head as it stands before anything starts (streamed as "in progress")."""
+    return {
+        "format": results.FORMAT, "tool_version": __version__, "kernel": platform.release(),
+        "hostname": socket.gethostname(), "netns": own_netns(), "cpu_count": os.cpu_count(), "started_at": utc_stamp(started_at), "ended_at": None,
+        "partial": True, "partial_reason": "in progress", "name": s.name, "variant": ctx.variant,
+        "scenario": s.to_dict(), "sysctls": ctx.sysctls or own_namespace_sysctls(),
+        "shard": ({"index": ctx.shard[0], "count": ctx.shard[1],
+                   **({"name": ctx.shard_name} if ctx.shard_name else {})} if ctx.shard else None),
+        "start_at": utc_stamp(ctx.start_at) if ctx.start_at else None,
+    }
+
+
+def _load_start(ctx: RunContext) -> float:
+    """The monotonic time of the first scheduled operation, warm-up included."""
+    if ctx.start_at is None:
+        return time.monotonic() + START_SLACK_S
+    # Every shard starts on the same wall-clock second; the schedule
+    # below is relative to it, so intended start times agree too.
+    late = time.time() + START_SLACK_S - ctx.start_at
+    if late > 0:
+        raise RunError(f"--start-at {utc_stamp(ctx.start_at)} had passed by {late:.1f} s when the "
+                       f"workers were ready (start-up took longer): give a time further ahead")
+    return time.monotonic() + (ctx.start_at - time.time())
+
+
+def _metrics(s: Scenario) -> tuple[str, ...]:
+    """The latency histograms this run keeps (one .hlog each)."""
+    metrics = ("total", "connect", "ttfb") + (("corrected",) if s.load.model == "open" else ())
+    return metrics + (("tls",) if s.target.protocol == "https" else ()) + (("error",) if s.target.is_http else ())
+
+
+def _plans(s: Scenario, ctx: RunContext, resolved: ResolvedTarget, t_start: float, t0: float,
+           t_end: float) -> list[dict[str, Any]]:
+    # A shard's workers are workers shard + count·k of count·W in all:
+    # the same interleaving that splits work between workers splits it
+    # between shards, exactly.
+    shard_index, shard_count = ctx.shard or (0, 1)
+    return [{"scenario": s.to_dict(), "family": int(resolved.family), "sockaddr": list(resolved.sockaddr),
+             "index": shard_index + shard_count * i, "workers": shard_count * s.load.workers,
+             "t_start": t_start, "t0": t0, "t_end": t_end}
+            for i in range(s.load.workers)]
 
 
 def _builtin_tls(s: Scenario, out_dir: Path) -> tuple[Path, Path] | None:
@@ -441,12 +314,13 @@ def _with_sources(s: Scenario, sources: tuple[str, ...]) -> Scenario:
     return replace(s, connection=replace(s.connection, source_addresses=sources))
 
 
-def _start_sampler(s: Scenario, ctx: RunContext, out_dir: Path, t0: float, port: int,
-                   pool: WorkerPool, server: BuiltinServer | None):
+def _sampling(s: Scenario, ctx: RunContext, out_dir: Path, t0: float, port: int,
+              pool: WorkerPool, server: BuiltinServer | None) -> Sampling:
+    """The run's kernel sampler, started when entered, its summary kept when it stops."""
     try:
         from tcpstress.sampler.sampler import NamespaceRef, Sampler
     except ImportError:  # the sampler is optional until it lands
-        return None
+        return Sampling(None)
     namespaces = ctx.namespaces or [NamespaceRef(label="host")]
 
     def processes() -> dict:
@@ -457,10 +331,8 @@ def _start_sampler(s: Scenario, ctx: RunContext, out_dir: Path, t0: float, port:
             procs["target"] = ctx.target_pids()
         return procs
 
-    sampler = Sampler(namespaces=namespaces, interval=s.sampling.interval, t0=t0,
-                      port=port if s.sampling.port_filter else None, out_dir=out_dir, processes=processes)
-    sampler.start()
-    return sampler
+    return Sampling(Sampler(namespaces=namespaces, interval=s.sampling.interval, t0=t0,
+                            port=port if s.sampling.port_filter else None, out_dir=out_dir, processes=processes))
 
 
 def _collect(pool: WorkerPool, merger: IntervalMerger, hlogs: dict, live: LiveLine | None, meta: dict,
@@ -567,7 +439,7 @@ def run_comparison(scenario: Scenario, out_dir: Path, variant_names: list[str] |
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     run_id = secrets.token_hex(3)
-    comparison = {"format": results.COMPARISON_FORMAT, "scenario": scenario.name, "lab": scenario.lab,
+    comparison: dict[str, Any] = {"format": results.COMPARISON_FORMAT, "scenario": scenario.name, "lab": scenario.lab,
                   "variants": [v.name for v in variants], "runs": {}, "run_id": run_id}
     plan = [(v, k) for k in range(repeat) for v in variants]
     if repeat > 1:
@@ -583,7 +455,7 @@ def run_comparison(scenario: Scenario, out_dir: Path, variant_names: list[str] |
             comparison["groups"][folder] = v.name
         results.write_atomic(out_dir / results.COMPARISON_FILE, json.dumps(comparison, indent=2) + "\n")
         if scenario.lab:
-            _run_in_lab(sc, v, profiles[v.name], run_dir, run_id, index, live)
+            run_in_lab(sc, v, profiles[v.name], run_dir, run_id, index, live)
         else:
             run_scenario(sc, run_dir, RunContext(variant=folder), live=live)
     return comparison
@@ -616,37 +488,23 @@ def _variant_profiles(scenario: Scenario, variants: list) -> dict:
     return out
 
 
-def _run_in_lab(sc: Scenario, v, profile, run_dir: Path, run_id: str, index: int, live) -> None:
-    from functools import partial
-
+def run_in_lab(sc: Scenario, v: Variant, profile: Profile, run_dir: Path, run_id: str, index: int,
+               live: TextIO | None = None) -> results.RunResult:
+    """One variant in a fresh lab (lab `index` of comparison `run_id`): the profile's sysctls,
+    a user's server.command if any, then the run; the lab goes away afterwards, whatever happens."""
     from tcpstress.lab.netns import Lab
-    from tcpstress.sampler.sampler import NamespaceRef
+    from tcpstress.lab.sysctl import apply_profile
 
     sources = max(1, len(sc.connection.source_addresses))
-    with Lab(run_id=run_id, index=index, client_addresses=sources) as lab:
-        sysctls = lab.apply_profile(profile)
-        user_server = _start_user_server(sc, lab, run_dir) if sc.server.command else None
-        ctx = RunContext(
-            client_spawn=partial(lab.popen, "client"), server_spawn=partial(lab.popen, "server"),
-            server_host=lab.server_addr, target_host=lab.server_addr,
-            source_addresses=tuple(lab.client_addrs) if sc.connection.source_addresses else None,
-            namespaces=[NamespaceRef(label="client", netns=lab.client_ns),
-                        NamespaceRef(label="server", netns=lab.server_ns)],
-            sysctls=sysctls, variant=v.name,
-            fault_factory=_fault_factory(sc, lab),
-            target_pids=(lambda: _process_tree(user_server.pid)) if user_server else None)
-        try:
-            run_scenario(sc, run_dir, ctx, live=live)
-        finally:
-            if user_server and user_server.poll() is None:
-                user_server.terminate()
-                try:
-                    user_server.wait(5)
-                except subprocess.TimeoutExpired:
-                    user_server.kill()
+    # The user's server stops before the lab tears its namespaces down.
+    with Lab(run_id=run_id, index=index, client_addresses=sources) as lab, ExitStack() as stack:
+        sysctls = apply_profile(lab, profile)
+        user_server = stack.enter_context(_user_server(sc, lab, run_dir)) if sc.server.command else None
+        ctx = RunContext.for_lab(lab, sc, sysctls, variant=v.name, user_server=user_server)
+        return run_scenario(sc, run_dir, ctx, live=live)
 
 
-def _fault_factory(sc: Scenario, lab):
+def _fault_factory(sc: Scenario, lab: Lab) -> Callable[[int], Any] | None:
     if sc.fault.kind == "none":
         return None
     from tcpstress.lab.faults import make_fault
@@ -654,12 +512,18 @@ def _fault_factory(sc: Scenario, lab):
     return lambda port: make_fault(sc.fault, lab, port)
 
 
-def _process_tree(pid: int) -> list[int]:
+@contextmanager
+def _user_server(sc: Scenario, lab: Lab, run_dir: Path) -> Iterator[subprocess.Popen]:
+    user_server = _start_user_server(sc, lab, run_dir)
     try:
-        import psutil
-        return [pid] + [c.pid for c in psutil.Process(pid).children(recursive=True)]
-    except Exception:
-        return [pid]
+        yield user_server
+    finally:
+        if user_server.poll() is None:
+            user_server.terminate()
+            try:
+                user_server.wait(5)
+            except subprocess.TimeoutExpired:
+                user_server.kill()
 
 
 USER_SERVER_START_S = 15.0

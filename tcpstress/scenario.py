@@ -18,25 +18,35 @@ import socket
 import tomllib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal, get_args
 
-PROTOCOLS = ("http", "https", "echo")
-HTTP_PROTOCOLS = ("http", "https")
+from tcpstress.lab.addresses import DEFAULT_SPOOF_CIDR, LAB_NETWORK
+
+# Closed sets: the Literal types the dataclasses' fields carry (mypy checks every
+# comparison and assignment against them), and the same values as tuples for the
+# validator's "allowed:" texts.
+ProtocolName = Literal["http", "https", "echo"]
+LoadModel = Literal["closed", "open"]
+CloseMode = Literal["client", "server", "reset"]
+ServerClose = Literal["client", "server", "never", "reset"]
+FaultKind = Literal["none", "syn_flood", "drop_syn", "drop_fin", "partition"]
+RequestOrder = Literal["weighted", "sequence"]
+TlsVersion = Literal["auto", "1.2", "1.3"]
+
+PROTOCOLS: tuple[ProtocolName, ...] = get_args(ProtocolName)
+HTTP_PROTOCOLS: tuple[ProtocolName, ...] = ("http", "https")
 # The methods users name; any other RFC 9110 token in capitals is accepted too (PURGE, REPORT ...).
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-REQUEST_ORDERS = ("weighted", "sequence")
-TLS_VERSIONS = ("auto", "1.2", "1.3")
+REQUEST_ORDERS: tuple[RequestOrder, ...] = get_args(RequestOrder)
+TLS_VERSIONS: tuple[TlsVersion, ...] = get_args(TlsVersion)
 DEFAULT_EXPECT_STATUS = ("2xx", "3xx")
-MODELS = ("closed", "open")
-CLOSE_MODES = ("client", "server", "reset")
-SERVER_CLOSE_POLICIES = ("client", "server", "never", "reset")
+MODELS: tuple[LoadModel, ...] = get_args(LoadModel)
+CLOSE_MODES: tuple[CloseMode, ...] = get_args(CloseMode)
+SERVER_CLOSE_POLICIES: tuple[ServerClose, ...] = get_args(ServerClose)
 # Lab faults (tcpstress/lab/faults.py): what happens to the network during a run.
-FAULT_KINDS = ("none", "syn_flood", "drop_syn", "drop_fin", "partition")
+FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
 UNLIMITED = 0  # requests_per_connection meaning "as many as the run allows"
 
-# The only addresses besides loopback that tcpstress sends to (RFC 2544 benchmarking range):
-# the one definition every safety check uses.
-LAB_NETWORK = ipaddress.IPv4Network("198.18.0.0/15")
 
 
 class ScenarioError(ValueError):
@@ -97,7 +107,9 @@ def parse_address_list(value: Any) -> tuple[str, ...]:
                     lo_s.rsplit(".", 1)[0] + "." + hi_s)
             except ValueError:
                 raise ValueError(f"{item!r} is not an address range like 127.0.0.2-127.0.0.9") from None
-            if hi < lo or int(hi) - int(lo) > 65535:
+            if lo.version != hi.version:
+                raise ValueError(f"{item!r}: a range runs between two IPv4 or two IPv6 addresses")
+            if hi < lo or int(hi) - int(lo) > 65535:  # type: ignore[operator]  # same version, checked above
                 raise ValueError(f"{item!r}: the range must go up and hold at most 65536 addresses")
             out.extend(str(ipaddress.ip_address(int(lo) + i)) for i in range(int(hi) - int(lo) + 1))
         else:
@@ -130,7 +142,7 @@ class ResolvedTarget:
     host: str
     port: int
     family: int
-    sockaddr: tuple
+    sockaddr: tuple[Any, ...]
     addresses: tuple[str, ...]
 
     @property
@@ -186,7 +198,7 @@ def resolve_target(host: str, port: int, sources: tuple[str, ...] = ()) -> Resol
 class Target:
     host: str = "127.0.0.1"
     port: int = 0  # 0: the built-in server picks a free port
-    protocol: str = "http"  # http | https | echo
+    protocol: ProtocolName = "http"
     path: str = "/"
     host_header: str = ""
     method: str = "GET"
@@ -196,7 +208,7 @@ class Target:
     content_type: str = ""
     # Statuses that count as success: codes ("204") or classes ("2xx").
     expect_status: tuple[str, ...] = DEFAULT_EXPECT_STATUS
-    request_order: str = "weighted"  # [[request]] list: picked by weight, or in sequence per connection
+    request_order: RequestOrder = "weighted"  # [[request]] list: picked by weight, or in sequence per connection
 
     @property
     def is_http(self) -> bool:
@@ -209,7 +221,7 @@ class Tls:
 
     insecure: bool = False  # do not verify the certificate (curl -k)
     ca_file: str = ""  # PEM bundle to verify with (default: the system's)
-    version: str = "auto"  # auto | 1.2 | 1.3
+    version: TlsVersion = "auto"
     resume: bool = True  # offer the previous session's ticket on a new connection
     server_name: str = ""  # SNI and the name checked in the certificate (default: target.host)
 
@@ -235,7 +247,7 @@ class Server:
     builtin: bool = False
     command: str = ""  # a user's server (lab only), e.g. "nginx -c {dir}/nginx.conf"
     response_size: int = 64
-    close: str = "client"
+    close: ServerClose = "client"
     backlog: int = 4096
     workers: int = 1
     delay: float = 0.0
@@ -257,7 +269,7 @@ STAGES_ALLOWED = ("[[load.stage]] tables with rate (> 0 per second), lasts (whol
 
 @dataclass(frozen=True)
 class Load:
-    model: str = "closed"
+    model: LoadModel = "closed"
     connections: int = 10
     rate: float = 0.0  # open model: new operations per second
     ramp: float = 0.0  # open: rate ramps up linearly; closed: connections start one after another
@@ -267,7 +279,7 @@ class Load:
     max_requests: int = 0  # 0: bounded by duration only
     stage: tuple[Stage, ...] = ()  # [[load.stage]]: the open model's rate in steps (tcpstress/load/schedule.py)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         # A run's result.json and the plans sent to workers carry stages as dicts.
         object.__setattr__(self, "stage", tuple(st if isinstance(st, Stage) else Stage(**st) for st in self.stage))
 
@@ -276,7 +288,7 @@ class Load:
 class Connection:
     keepalive: bool = True
     requests_per_connection: int = UNLIMITED
-    close: str = "client"
+    close: CloseMode = "client"
     connect_timeout: float = 5.0
     request_timeout: float = 10.0
     think_time: float = 0.0  # pause between one request's end and the next one's start, per connection
@@ -301,12 +313,12 @@ class Fault:
     namespace drops everything from the client (a peer that vanished).
     """
 
-    kind: str = "none"
+    kind: FaultKind = "none"
     at: float = 0.0  # seconds after the measured phase starts
     lasts: float = 0.0  # 0: until the end of the run
     rate: float = 2000.0  # syn_flood: packets per second
     packets: int = 100_000  # syn_flood: at most this many
-    spoof: str = "198.19.0.0/16"  # syn_flood: source addresses, routed into a black hole
+    spoof: str = DEFAULT_SPOOF_CIDR  # syn_flood: source addresses, routed into a black hole
 
 
 @dataclass(frozen=True)
@@ -320,9 +332,9 @@ class Variant:
     name: str
     description: str = ""
     profile: str = ""
-    client: dict = field(default_factory=dict)  # sysctl knob -> value
-    server: dict = field(default_factory=dict)
-    overrides: dict = field(default_factory=dict)  # "section.key" -> raw value
+    client: dict[str, Any] = field(default_factory=dict)  # sysctl knob -> value
+    server: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)  # "section.key" -> raw value
 
 
 @dataclass(frozen=True)
@@ -340,7 +352,7 @@ class Scenario:
     requests: tuple[RequestSpec, ...] = ()  # [[request]]: empty means the one request [target] describes
     variants: tuple[Variant, ...] = ()
     thresholds: tuple[str, ...] = ()  # [thresholds] checks, validated by tcpstress.thresholds.parse
-    raw: dict = field(default_factory=dict, compare=False, repr=False)
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     source: str = "<flags>"
 
     def to_dict(self) -> dict[str, Any]:
@@ -472,7 +484,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[Any], bool] | None, str]]] = {
         "lasts": ("duration", _float_range(0, 86400), "0s (until the end) to 24h"),
         "rate": ("float", _float_range(1, 100_000), "1 to 100000 packets per second"),
         "packets": ("int", _int_range(1, 10_000_000), "1 to 10000000"),
-        "spoof": ("str", lambda v: _is_lab_cidr(v), "a CIDR inside 198.18.0.0/15, e.g. 198.19.0.0/16"),
+        "spoof": ("str", lambda v: _is_lab_cidr(v), f"a CIDR inside {LAB_NETWORK}, e.g. {DEFAULT_SPOOF_CIDR}"),
     },
     "sampling": {
         "interval": ("duration", _float_range(0.01, 60), "10ms to 60s"),
@@ -822,7 +834,7 @@ def _readable_file(value: str, where: str, dotted: str, from_flag: bool) -> str:
 
 
 # [[request]] keys -> the [target] key whose kind and check they share.
-REQUEST_KEYS = {"name": None, "method": "method", "path": "path", "headers": "headers", "body": "body",
+REQUEST_KEYS: dict[str, str | None] = {"name": None, "method": "method", "path": "path", "headers": "headers", "body": "body",
                 "body_file": "body_file", "content_type": "content_type", "weight": None}
 
 
@@ -849,10 +861,10 @@ def _build_requests(raw: Any, where: str, target: dict[str, Any]) -> tuple[Reque
                     raise ScenarioError(f"{at}: weight = {value!r} is not allowed; allowed: a whole number 1 to 1000")
                 fields[key] = value
             else:
-                fields[key] = _check_field("target", REQUEST_KEYS[key], value, at, False)
+                fields[key] = _check_field("target", str(REQUEST_KEYS[key]), value, at, False)
         if "body_file" in fields:
             fields["body_file"] = _readable_file(fields["body_file"], where, f"[[request]] #{n} body_file", False)
-        merged = {k: target[k] for k in ("method", "path", "body", "body_file", "content_type") if k in target}
+        merged: dict[str, Any] = {k: target[k] for k in ("method", "path", "body", "body_file", "content_type") if k in target}
         merged.update({k: v for k, v in fields.items() if k != "headers"})
         headers = tuple(target.get("headers", ())) + tuple(fields.get("headers", ()))
         spec = RequestSpec(name="", headers=headers, **{k: v for k, v in merged.items() if k != "name"})
@@ -1051,7 +1063,7 @@ def target_overrides(text: str) -> dict[str, str]:
 
     try:
         url = urlsplit(text)
-        port = url.port
+        url_port = url.port
     except ValueError as e:
         raise ScenarioError(f"--target {text!r}: not a URL: {e}") from None
     scheme = url.scheme.lower()
@@ -1063,7 +1075,7 @@ def target_overrides(text: str) -> dict[str, str]:
         raise ScenarioError(f"--target {text!r}: credentials in the URL are not sent; "
                             f"use -H 'Authorization: ...'")
     out = {"target.protocol": scheme, "target.host": url.hostname,
-           "target.port": str(port or DEFAULT_PORTS[scheme])}
+           "target.port": str(url_port or DEFAULT_PORTS[scheme])}
     path = (url.path or "") + (f"?{url.query}" if url.query else "")
     if path:
         out["target.path"] = path

@@ -12,6 +12,7 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
+from types import TracebackType
 from typing import Callable
 
 # Often enough to stop within a second of the death, cheap enough to be free (one waitpid).
@@ -49,3 +50,10 @@ class ServerWatch:
         self._stop.set()
         self._thread.join()
         return self.reason
+
+    def __enter__(self) -> ServerWatch:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()

@@ -64,7 +64,8 @@ from tcpstress.lab.flood import (
     parse_flood_output,
     prepare_syn_sink,
 )
-from tcpstress.lab.netns import DEFAULT_PREFIX, LAB_NETWORK, NETNS_DIR, LabError
+from tcpstress.lab.addresses import LAB_NETWORK
+from tcpstress.lab.netns import DEFAULT_PREFIX, NETNS_DIR, LabError
 
 # The scenario's fault kinds, less "none".
 FAULT_KINDS = tuple(kind for kind in scenario.FAULT_KINDS if kind != "none")

@@ -46,10 +46,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from tcpstress.lab.addresses import DEFAULT_SPOOF_CIDR, LAB_NETWORK
 from tcpstress.lab.netns import NETNS_DIR
-from tcpstress.scenario import LAB_NETWORK
 
-DEFAULT_SPOOF_CIDR = "198.19.0.0/16"
 
 MAX_RATE = 100_000.0  # packets/s: far above what one Python process sends
 MAX_PACKETS = 10_000_000

@@ -3,7 +3,7 @@
 One `Lab` is one variant of a run:
 
     with Lab(run_id="ab12cd", index=0, client_addresses=2) as lab:
-        lab.apply_profile(profile)
+        apply_profile(lab, profile)   # tcpstress.lab.sysctl
         server = lab.popen("server", [sys.executable, "-m", "tcpstress", "serve", ...])
         ...
 
@@ -33,10 +33,10 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from tcpstress.sampler import nsenter
-from tcpstress.scenario import LAB_NETWORK
+from tcpstress.lab.addresses import LAB_NETWORK, variant_subnet
 
 NETNS_DIR = Path("/var/run/netns")  # where `ip netns` and pyroute2 keep named namespaces
 OWNER_DIR = Path("/run/tcpstress/netns")
@@ -102,7 +102,7 @@ def _checked_netns_path(name: str) -> str:
         # `ip netns attach NAME 1` can pin the host's own namespace under a name;
         # entering it would make "inside the lab" mean "on the host".
         raise LabError(f"namespace {name!r} is the host's own namespace (the one this process runs in)")
-    return path
+    return str(path)
 
 
 def run_in_netns(name: str, function: Callable[[], T]) -> T:
@@ -309,7 +309,7 @@ def check_lab_capability() -> str | None:
 def lab_subnet(index: int) -> ipaddress.IPv4Network:
     if not 0 <= index <= 255:
         raise LabError(f"lab index {index} out of range: must be 0..255")
-    return ipaddress.IPv4Network(f"198.18.{index}.0/24")
+    return variant_subnet(index)
 
 
 def _check_lab_cidr(cidr: str) -> ipaddress.IPv4Network:
@@ -377,7 +377,7 @@ class Lab:
             raise
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
         errors = self._teardown()
         if errors:
             summary = "; ".join(errors)
@@ -454,25 +454,9 @@ class Lab:
         self._children.append(child)
         return child
 
-    def apply_profile(self, profile: Any) -> dict[str, dict[str, str | None]]:
-        """Write a profile's client and server values in their namespaces.
-
-        Returns what each namespace reads back afterwards for every
-        per-namespace knob of the knowledge table (not only the profile's), so
-        a run records the effective values, defaults included.
-        """
-        from tcpstress.lab.sysctl import apply_sysctls  # sysctl imports this module
-
+    def require_up(self) -> None:
+        """LabError unless inside `with lab:` (sysctl.apply_profile checks it before writing)."""
         self._require_up()
-        apply_sysctls(self.client_ns, getattr(profile, "client", {}) or {})
-        apply_sysctls(self.server_ns, getattr(profile, "server", {}) or {})
-        return {side: self.read_sysctls(side) for side in SIDES}
-
-    def read_sysctls(self, side: str, names: Iterable[str] | None = None) -> dict[str, str | None]:
-        from tcpstress.lab.sysctl import lab_knob_paths, read_sysctls
-
-        self._require_up()
-        return read_sysctls(self.namespace(side), list(names) if names else lab_knob_paths())
 
     def add_blackhole_route(self, side: str, cidr: str, kind: str = "blackhole") -> None:
         """Route a lab CIDR (e.g. 198.19.0.0/16) to nowhere inside one namespace.

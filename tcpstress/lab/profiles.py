@@ -11,16 +11,15 @@ Every value is validated against the knowledge table when the file is loaded,
 so a typo fails before any namespace exists. A knob a profile leaves out keeps
 the kernel default of a fresh namespace (not the host's value).
 
-The shipped profiles live in scenarios/profiles.toml at the top of the
-repository; `shipped_profiles()` also looks in <prefix>/share/tcpstress for an
-installed copy.
+The shipped profiles live in tcpstress/scenarios/profiles.toml, package
+data found with importlib.resources (tcpstress/shipped.py) in a checkout and
+in an installed wheel alike.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
-import sys
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,7 +28,6 @@ from typing import Any
 
 from tcpstress.lab.sysctl import ProfileError, validate_setting
 
-PROFILES_FILE = "profiles.toml"
 _ALLOWED_KEYS = ("description", "client", "server")
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
@@ -112,16 +110,13 @@ def load_profiles(path: str | Path) -> dict[str, Profile]:
 
 
 def shipped_profiles_path() -> Path:
-    """scenarios/profiles.toml of a source checkout or editable install, else an
-    installed copy under <prefix>/share/tcpstress/scenarios."""
-    candidates = [
-        Path(__file__).resolve().parents[2] / "scenarios" / PROFILES_FILE,
-        Path(sys.prefix) / "share" / "tcpstress" / "scenarios" / PROFILES_FILE,
-    ]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise ProfileError(f"shipped profiles not found; looked in {', '.join(map(str, candidates))}")
+    """tcpstress/scenarios/profiles.toml inside the package (tcpstress/shipped.py)."""
+    from tcpstress import shipped
+
+    try:
+        return shipped.profiles_path()
+    except shipped.ShippedFilesMissing as e:
+        raise ProfileError(str(e)) from None
 
 
 def shipped_profiles() -> dict[str, Profile]:

@@ -20,9 +20,10 @@ import os
 import platform
 import re
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from tcpstress import knowledge
-from tcpstress.lab.netns import LabError, run_in_netns
+from tcpstress.lab.netns import SIDES, Lab, LabError, run_in_netns
 
 
 class ProfileError(ValueError):
@@ -168,3 +169,17 @@ def read_sysctls(netns_name: str | None, names: Iterable[str]) -> dict[str, str 
     if not netns_name:
         return _read_all(paths)
     return run_in_netns(netns_name, lambda: _read_all(paths))
+
+
+def apply_profile(lab: Lab, profile: Any) -> dict[str, dict[str, str | None]]:
+    """Write a profile's client and server values in the lab's two namespaces.
+
+    `profile` is anything with `client` and `server` mappings (a Profile).
+    Returns what each namespace reads back afterwards for every
+    per-namespace knob of the knowledge table (not only the profile's), so
+    a run records the effective values, defaults included.
+    """
+    lab.require_up()
+    apply_sysctls(lab.client_ns, getattr(profile, "client", {}) or {})
+    apply_sysctls(lab.server_ns, getattr(profile, "server", {}) or {})
+    return {side: read_sysctls(lab.namespace(side), lab_knob_paths()) for side in SIDES}

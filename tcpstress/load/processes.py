@@ -19,7 +19,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from types import TracebackType
+from typing import Callable, Iterator, Literal
 
 from tcpstress import results
 
@@ -31,11 +32,16 @@ class WorkerFailure(RuntimeError):
     pass
 
 
+# starting -> booted (code imported) -> ready (plan taken) -> done; died (exited
+# early) or fatal (reported an error it cannot go on from) from any of them.
+WorkerState = Literal["starting", "booted", "ready", "done", "died", "fatal"]
+
+
 @dataclass
 class WorkerHandle:
     name: str
     proc: subprocess.Popen
-    state: str = "starting"  # starting, booted, ready, done, died, fatal
+    state: WorkerState = "starting"
     last_interval: int = -1
     requests: int = 0
     connections: int = 0
@@ -173,6 +179,16 @@ class WorkerPool:
                     pass
             if w.stderr_path and w.stderr_path.exists() and w.stderr_path.stat().st_size == 0:
                 w.stderr_path.unlink()
+
+    # A context manager for the run's ExitStack: the runner pushes the pool (only
+    # __exit__ is registered) before start(), so workers a failing start() left are stopped.
+    def __enter__(self) -> WorkerPool:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
 
 
 def _exit_text(code: int) -> str:

@@ -397,8 +397,15 @@ def _copy_build_context(destination: Path) -> list[str]:
     sent = []
     for path in sorted(ROOT.rglob("*")):
         relative = PurePosixPath(path.relative_to(ROOT).as_posix())
-        if path.is_file() and not _ignored(relative, patterns):
-            target = destination / relative
+        if _ignored(relative, patterns) or any((ROOT / parent).is_symlink() for parent in relative.parents):
+            continue
+        target = destination / relative
+        if path.is_symlink():
+            # As Docker's COPY does: the link itself (scenarios -> tcpstress/scenarios).
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(os.readlink(path))
+            sent.append(str(relative))
+        elif path.is_file():
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, target)
             sent.append(str(relative))
@@ -417,7 +424,10 @@ def test_dockerignore_matching():
 def test_build_context_builds_the_package_with_the_compose_scenario(tmp_path):
     context = tmp_path / "context"
     sent = _copy_build_context(context)
-    assert SCENARIO in sent
+    # The path docker-compose.yml gives goes through the scenarios link into the package.
+    assert "scenarios" in sent and "tcpstress/scenarios/compose_time_wait.toml" in sent
+    assert (context / SCENARIO).resolve() == (context / "tcpstress/scenarios/compose_time_wait.toml").resolve()
+    assert (context / SCENARIO).is_file()
     assert not any(name.startswith((".venv/", ".git/", "reports/")) for name in sent)
     # pip install . builds a wheel from the context first; no isolation here:
     # the test machine may have no index to fetch setuptools from.
@@ -429,7 +439,7 @@ def test_build_context_builds_the_package_with_the_compose_scenario(tmp_path):
     (wheel,) = wheels.glob("tcpstress-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "tcpstress/cli.py" in names
-    assert any(name.endswith("/share/tcpstress/scenarios/compose_time_wait.toml") for name in names)
+    assert "tcpstress/scenarios/compose_time_wait.toml" in names  # package data, found by tcpstress/shipped.py
     # A context without README.md still builds, silently without the description.
     metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
     first_line = next(line for line in (ROOT / "README.md").read_text().splitlines() if line.strip())

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-from tcpstress.lab import Lab
+from tcpstress.lab import Lab, apply_profile
 from tests.integration.test_compose import (
     command_of,
     load_compose,
@@ -67,7 +67,7 @@ def _run_compose_services(run_id: str, env: dict[str, str], out: Path, in_netns)
     target, loader = compose["services"]["target"], compose["services"]["loader"]
     compose_address = service_address(compose, "target")
     with Lab(run_id) as lab:
-        lab.apply_profile(SimpleNamespace(client=sysctls_of(loader), server=sysctls_of(target)))
+        apply_profile(lab, SimpleNamespace(client=sysctls_of(loader), server=sysctls_of(target)))
         kernel = {
             side: {name: " ".join(in_netns(lab.namespace(side), "sysctl", "-n", name).split()) for name in sysctls}
             for side, sysctls in (("client", sysctls_of(loader)), ("server", sysctls_of(target)))

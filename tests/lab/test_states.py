@@ -18,14 +18,11 @@ import subprocess
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
-from tcpstress.lab import Lab, validate_profile
-from tcpstress.lab.faults import make_fault
+from tcpstress.lab import Lab, apply_profile, validate_profile
 from tcpstress.lab.profiles import Profile
 from tcpstress.runner import RunContext, run_scenario
-from tcpstress.sampler.sampler import NamespaceRef
 from tcpstress.scenario import load_scenario
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
@@ -101,13 +98,7 @@ def run_variant(scenario: str, variant: str, run_id: str, out_dir: Path, **overr
     sc = sc.with_variant(v)
     profile = Profile(name=variant, client=validate_profile(v.client), server=validate_profile(v.server))
     with Lab(run_id=run_id, index=0) as lab:
-        sysctls = lab.apply_profile(profile)
-        ctx = RunContext(
-            client_spawn=partial(lab.popen, "client"), server_spawn=partial(lab.popen, "server"),
-            server_host=lab.server_addr, target_host=lab.server_addr,
-            namespaces=[NamespaceRef(label="client", netns=lab.client_ns),
-                        NamespaceRef(label="server", netns=lab.server_ns)],
-            sysctls=sysctls, variant=variant, fault_factory=lambda port: make_fault(sc.fault, lab, port))
+        ctx = RunContext.for_lab(lab, sc, apply_profile(lab, profile), variant=variant)
         watcher = SsWatcher(lab)
         watcher.start()
         try:

@@ -14,6 +14,7 @@ import pytest
 
 from tcpstress import knowledge
 from tcpstress.lab import (
+    apply_profile,
     Lab,
     LabError,
     ProfileError,
@@ -59,7 +60,7 @@ def kernel_value(in_netns, namespace: str, path: str) -> str:
 def test_profile_values_read_back_inside_their_namespace(lab_prefix, run_id, host_untouched, in_netns):
     profile = get_profile("narrow_ports")
     with Lab(run_id) as lab:
-        read_back = lab.apply_profile(profile)
+        read_back = apply_profile(lab, profile)
         assert read_back["client"]["net.ipv4.ip_local_port_range"] == "40000 40999"
         assert read_back["client"]["net.ipv4.tcp_tw_reuse"] == "0"
         assert kernel_value(in_netns, lab.client_ns, "net.ipv4.ip_local_port_range") == "40000 40999"
@@ -71,7 +72,7 @@ def test_profile_values_read_back_inside_their_namespace(lab_prefix, run_id, hos
 
 def test_apply_profile_reports_what_the_kernel_holds_for_every_knob(lab_prefix, run_id, host_untouched, in_netns):
     with Lab(run_id) as lab:
-        read_back = lab.apply_profile(get_profile("fast_keepalive"))
+        read_back = apply_profile(lab, get_profile("fast_keepalive"))
         for side, namespace in (("client", lab.client_ns), ("server", lab.server_ns)):
             assert list(read_back[side]) == lab_knob_paths()
             for path, value in read_back[side].items():
@@ -154,7 +155,7 @@ def test_writing_needs_an_existing_named_namespace(run_id):
 
 def test_global_knob_reads_none_in_a_lab_and_a_number_on_the_host(lab_prefix, run_id):
     with Lab(run_id) as lab:
-        inside = lab.read_sysctls("client", ["tcp_max_orphans", "net.ipv4.ip_unprivileged_port_start"])
+        inside = read_sysctls(lab.client_ns, ["tcp_max_orphans", "net.ipv4.ip_unprivileged_port_start"])
     assert inside == {"net.ipv4.tcp_max_orphans": None, "net.ipv4.ip_unprivileged_port_start": "1024"}
     host = read_sysctls(None, ["tcp_max_orphans"])
     assert host["net.ipv4.tcp_max_orphans"] == Path("/proc/sys/net/ipv4/tcp_max_orphans").read_text().strip()

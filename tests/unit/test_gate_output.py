@@ -7,7 +7,7 @@ import io
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from tcpstress.runner import LiveLine
+from tcpstress.live import LiveLine
 from tcpstress.scenario import parse_duration
 from tests.conftest import run_cli
 

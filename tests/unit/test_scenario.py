@@ -1,4 +1,6 @@
 import pytest
+
+from tests.conftest import run_cli
 from hypothesis import given, strategies as st
 
 from tcpstress.scenario import (ScenarioError, build, load_scenario, parse_address_list, parse_duration,
@@ -42,6 +44,19 @@ def test_address_ranges():
     for bad in ["127.0.0.5-127.0.0.1", "nope", "127.0.0.1,127.0.0.1"]:
         with pytest.raises(ValueError):
             parse_address_list(bad)
+
+
+def test_a_range_across_address_families_is_a_one_line_error(tmp_path):
+    # Comparing an IPv4 with an IPv6 address raised TypeError: a traceback for the user.
+    with pytest.raises(ValueError, match="two IPv4 or two IPv6 addresses"):
+        parse_address_list("127.0.0.1-::1")
+    proc = run_cli("run", "--builtin-server", "--duration", "1s", "--out", tmp_path / "run",
+                   "--source", "127.0.0.1-::1", timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "tcpstress: error: --source: '127.0.0.1-::1': a range runs between two IPv4 or two IPv6 "
+        "addresses; allowed: IP addresses or ranges like 127.0.0.2-127.0.0.9"]
+    assert not (tmp_path / "run").exists()
 
 
 def test_defaults_and_fields():
