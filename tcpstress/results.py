@@ -194,7 +194,8 @@ def add_histogram(into: HdrHistogram, other: HdrHistogram) -> None:
 
 
 def encode(hist: HdrHistogram) -> str:
-    return hist.encode().decode("ascii")
+    payload: bytes = hist.encode()
+    return payload.decode("ascii")
 
 
 def decode(payload: str | bytes) -> HdrHistogram:
@@ -365,11 +366,13 @@ class RunResult:
 
     @property
     def summary(self) -> dict[str, Any]:
-        return self.data.get("summary", {})
+        summary: dict[str, Any] = self.data.get("summary", {})
+        return summary
 
     @property
     def intervals(self) -> list[dict[str, Any]]:
-        return self.data.get("intervals", [])
+        intervals: list[dict[str, Any]] = self.data.get("intervals", [])
+        return intervals
 
     @property
     def name(self) -> str:
@@ -438,7 +441,7 @@ def kept_up(summary: dict[str, Any], due: float | None) -> bool:
         return False
     # The same bar as the report's "fell behind its schedule" finding, so the two agree:
     # starts late by a millisecond or two are a busy event loop, not a slipped schedule.
-    return summary["late_starts"] <= 0.01 * max(started, 1) or summary.get("max_lag_us", 0) < 100_000
+    return bool(summary["late_starts"] <= 0.01 * max(started, 1) or summary.get("max_lag_us", 0) < 100_000)
 
 
 def interval_totals(intervals: list[dict[str, Any]], hists: dict[str, HdrHistogram]) -> dict[str, Any]:
