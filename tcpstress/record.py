@@ -256,7 +256,7 @@ class Interval:
         corrected = self.hists.get("corrected")
         if self.corrected_latency_us is None and corrected is not None and corrected.get_total_count():
             self.corrected_latency_us = _interval_pct(corrected)
-        return dataclasses.replace(self, hists={}, by_name={}, partial=None, complete=False)
+        return dataclasses.replace(self, hists={}, by_name={}, partial=None, complete=True)
 
     # -- JSON
 
@@ -510,15 +510,10 @@ class RunRecord:
     def to_json(self) -> Json:
         typed: Json = {"format": self.format, "name": self.name, "variant": self.variant, "partial": self.partial,
                        "partial_reason": self.partial_reason, "scenario": self.scenario_data}
-        values = {**typed, **self.meta}
-        out: Json = {}
-        # The order the file was read in (a runner's order for a new record), typed fields at their place.
-        for key in (*self.key_order, *typed, *self.meta):
-            if key in values and key not in out:
-                out[key] = values[key]
-        out["intervals"] = [iv.to_json() for iv in self.intervals]
-        out["summary"] = self.summary.to_json() if self.summary is not None else {}
-        return out
+        values = {**typed, **self.meta, "intervals": [iv.to_json() for iv in self.intervals],
+                  "summary": self.summary.to_json() if self.summary is not None else {}}
+        # The order the file was read in (a new record: typed fields, meta, intervals, summary).
+        return {key: values[key] for key in dict.fromkeys((*self.key_order, *values)) if key in values}
 
     @classmethod
     def from_json(cls, d: Any) -> RunRecord:

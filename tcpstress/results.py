@@ -13,7 +13,7 @@ re-renders any old run without running anything:
     .tcpstress-claim      empty; made with O_EXCL when the run claimed the folder
                           (claim_folder), so no second run writes into it
 
-result.json (format "tcpstress-result/1"):
+result.json (format "tcpstress-result/1"; record.py's RunRecord is its typed form):
 
     {
       "format": "tcpstress-result/1",
@@ -34,7 +34,10 @@ result.json (format "tcpstress-result/1"):
          "requests": 1234, "connections": 1234,
          "errors": {"EADDRNOTAVAIL": 3},
          "started": 0, "late_starts": 0, "max_lag_us": 0,
-         "latency_us": {"p50": 80, "p90": 120, "p99": 300, "p99.9": 900, "max": 1200}}
+         "latency_us": {"p50": 80, "p90": 120, "p99": 300, "p99.9": 900, "max": 1200},
+         # when there were any: "status": {"200": n}, "anomalies": {name: n},
+         # "tls": {"handshakes": n, "resumed": n}, "corrected_latency_us": {...} (open model)
+        }
       ],
       "summary": {
         "duration_s": 10.0, "requests": 12340, "connections": 12340,
@@ -434,7 +437,8 @@ def kept_up(summary: dict[str, Any], due: float | None) -> bool:
 
     due: the operations the schedule asked for (None under a ramp). Operations
     still waiting on a timeout at the end were started: they count, where the
-    summary has "started" (a run's; merged shards count requests and errors).
+    summary has "started" (folders from a runner before starts were counted have none
+    or 0: requests and errors stand in for it).
     """
     started = summary.get("started") or summary["requests"] + summary["error_total"]
     if due and started < 0.9 * due:

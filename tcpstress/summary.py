@@ -149,7 +149,7 @@ def format_stages(stages: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def format_comparison(runs: Sequence[RunData]) -> str:
+def format_comparison(runs: Sequence[RunData | RunResult]) -> str:
     """A side-by-side text table of variants, from the reporter's comparison rows."""
     from tcpstress.report.diagnose import comparison_rows
     from tcpstress.report.tables import terminal_tables

@@ -360,9 +360,9 @@ class RunData:
         return sum(n for name, n in self.errors.items() if match(name))
 
     def first_error_t(self, match: Callable[[str], bool]) -> float | None:
-        for iv in self.result.intervals:
-            if any(n > 0 and match(name) for name, n in (iv.get("errors") or {}).items()):
-                return float(iv.get("t", 0.0))
+        for iv in self.intervals:
+            if any(n > 0 and match(name) for name, n in iv.errors.items()):
+                return iv.t
         return None
 
     @property
@@ -593,7 +593,7 @@ def _duration(run: RunData) -> float:
     d = run.summary.get("duration_s")
     if isinstance(d, (int, float)) and d > 0:
         return float(d)
-    return float(sum(iv.get("duration", 1.0) for iv in run.result.intervals)) or 1.0
+    return float(sum(iv.duration for iv in run.intervals)) or 1.0
 
 
 def _median(values: list[float]) -> float:
