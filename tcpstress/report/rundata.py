@@ -168,9 +168,10 @@ class RunData:
         """result.json as the typed RunRecord (read once; the folder's result.json does not change)."""
         return RunRecord.from_json(self.result.data)
 
-    @property
+    @cached_property
     def intervals(self) -> list[Interval]:
-        return self.record.intervals
+        """The run's seconds, typed (read on their own: a RunData made in code may lack the rest of a record)."""
+        return [Interval.from_json(iv, f"intervals[{i}]") for i, iv in enumerate(self.result.intervals)]
 
     @property
     def summary_record(self) -> Summary | None:
