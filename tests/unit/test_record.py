@@ -201,3 +201,31 @@ def test_an_in_progress_result_has_no_summary():
 def test_another_format_is_refused():
     with pytest.raises(RecordError, match="tcpstress-result/2"):
         RunRecord.from_json({"format": "tcpstress-result/2", "intervals": [], "summary": {}})
+
+
+# --- the shard merge sums the same Interval -----------------------------------------------
+
+
+def test_merged_seconds_keep_started_when_the_shards_counted_it(tmp_path):
+    from tcpstress.merge import merge_runs
+    from tests.unit.test_merge import make_shard
+
+    def counted(i):
+        def edit(data):
+            for k, iv in enumerate(data["intervals"]):
+                iv["started"] = 100 * (i + 1) + k
+                iv["status"] = {"200": iv["requests"]}
+        return edit
+
+    with_starts = [make_shard(tmp_path / f"a{i}", i, 2, [[100, 200], [300]], hostname=f"h{i}", open_model=True,
+                              edit=counted(i)) for i in range(2)]
+    merged = json.loads((merge_runs(with_starts, tmp_path / "a").folder / "result.json").read_text())
+    assert [iv["started"] for iv in merged["intervals"]] == [100 + 200, 101 + 201]
+    assert merged["summary"]["started"] == 602
+    assert [iv["status"] for iv in merged["intervals"]] == [{"200": 4}, {"200": 2}]
+
+    # Shards from a runner that did not count starts: the merge does not claim 0 for them.
+    without = [make_shard(tmp_path / f"b{i}", i, 2, [[100, 200], [300]], hostname=f"h{i}") for i in range(2)]
+    merged = json.loads((merge_runs(without, tmp_path / "b").folder / "result.json").read_text())
+    assert all("started" not in iv for iv in merged["intervals"]) and "started" not in merged["summary"]
+    assert [iv["requests"] for iv in merged["intervals"]] == [4, 2]
