@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TextIO
 
 from tcpstress import results
+from tcpstress.record import Interval
 
 
 class LiveLine:
@@ -18,20 +19,21 @@ class LiveLine:
         isatty = getattr(stream, "isatty", None)
         self.terminal = bool(stream) and bool(isatty and isatty())
 
-    def show(self, agg: dict, intervals_total: int) -> None:
+    def show(self, agg: Interval, intervals_total: int) -> None:
         if not self.stream:
             return
-        second = agg["i"] + 1
+        second = agg.index + 1
         if not self.terminal and second % self.PLAIN_EVERY and second != intervals_total:
             return
-        p99 = agg["h"]["total"].get_value_at_percentile(99) / 1000.0 if agg["requests"] else 0.0
-        errors = sum(agg["errors"].values())
-        classes = results.status_classes(agg.get("status", {}))
+        p99 = agg.hist("total").get_value_at_percentile(99) / 1000.0 if agg.requests else 0.0
+        errors = agg.error_total
+        classes = results.status_classes(agg.status)
         bad = "  ".join(f"{c} {n:,}" for c, n in sorted(classes.items()) if c[0] in "45")
-        text = (f"  {second:>4}/{intervals_total}s  {agg['connections']:>8,} conn/s  "
-                f"{agg['requests']:>8,} req/s  p99 {p99:8.2f} ms  errors {errors:,}" + (f"  ({bad})" if bad else ""))
+        text = (f"  {second:>4}/{intervals_total}s  {agg.connections:>8,} conn/s  "
+                f"{agg.requests:>8,} req/s  p99 {p99:8.2f} ms  errors {errors:,}" + (f"  ({bad})" if bad else ""))
         self.stream.write(f"\r{text}   " if self.terminal else f"progress {text.strip()}\n")
         self.stream.flush()
+
 
     def done(self) -> None:
         if self.stream and self.terminal:

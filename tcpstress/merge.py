@@ -59,6 +59,7 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from tcpstress import results
+from tcpstress.record import Interval, RecordError, Summary
 
 # Fields of a shard's scenario that may differ between shards without making
 # them different workloads.
@@ -269,36 +270,37 @@ def merge_histograms(shards: list[Shard], metric: str) -> dict[int, tuple[float,
     return merged
 
 
-def _empty_interval() -> dict[str, Any]:
-    return {"duration": 0.0, "requests": 0, "connections": 0, "errors": Counter(), "late_starts": 0,
-            "started": 0, "max_lag_us": 0, "parts": 0, "status": Counter(), "anomalies": Counter(),
-            "tls": Counter()}
+def shard_intervals(shard: Shard) -> list[Interval]:
+    """A shard's intervals, moved onto the merged grid (t + its offset)."""
+    out = []
+    for i, iv in enumerate(shard.result.intervals):
+        where = f"{shard.folder / results.RESULT_FILE}: intervals[{i}]"
+        t = iv.get("t") if isinstance(iv, dict) else None
+        if not isinstance(t, (int, float)):
+            raise MergeError(f"{where} has no numeric t: hand-edited?")
+        try:
+            part = Interval.from_json(iv, where)
+        except RecordError:
+            raise MergeError(f"{where}: counts must be numbers and errors an object of name: count") from None
+        # Percentiles of the merged second come from the summed .hlog histograms, not from these.
+        part.latency_us = part.corrected_latency_us = None
+        part.t = float(shard.offset_s + round(t))
+        out.append(part)
+    return out
 
 
-def merge_interval_counts(shards: list[Shard]) -> dict[int, dict[str, Any]]:
-    merged: dict[int, dict[str, Any]] = {}
+def merge_interval_counts(shards: list[Shard]) -> dict[int, Interval]:
+    """Merged second -> the sum of every shard's interval that landed on it (counts only)."""
+    merged: dict[int, Interval] = {}
     for s in shards:
-        for i, iv in enumerate(s.result.intervals):
-            where = f"{s.folder / results.RESULT_FILE}: intervals[{i}]"
-            t = iv.get("t") if isinstance(iv, dict) else None
-            if not isinstance(t, (int, float)):
-                raise MergeError(f"{where} has no numeric t: hand-edited?")
-            agg = merged.setdefault(s.offset_s + round(t), _empty_interval())
-            try:
-                agg["duration"] = max(agg["duration"], float(iv.get("duration", 1.0)))
-                for key in ("requests", "connections", "late_starts", "started"):
-                    agg[key] += int(iv.get(key, 0))
-                agg["max_lag_us"] = max(agg["max_lag_us"], int(iv.get("max_lag_us", 0)))
-                for key in ("errors", "status", "anomalies", "tls"):
-                    agg[key].update({str(k): int(v) for k, v in (iv.get(key) or {}).items()})
-            except (TypeError, ValueError, AttributeError):
-                raise MergeError(f"{where}: counts must be numbers and errors an object of name: count") from None
-            agg["parts"] += 1
+        for part in shard_intervals(s):
+            agg = merged.get(part.index)
+            merged[part.index] = part if agg is None else agg.merge(part)
     return merged
 
 
-def build_intervals(counts: dict[int, dict[str, Any]],
-                    hists: dict[str, dict[int, tuple[float, HdrHistogram]]]) -> list[dict[str, Any]]:
+def build_intervals(counts: dict[int, Interval],
+                    hists: dict[str, dict[int, tuple[float, HdrHistogram]]]) -> list[Interval]:
     """One result.json interval per merged second, in the runner's layout."""
     seconds = set(counts)
     for per_second in hists.values():
@@ -306,21 +308,11 @@ def build_intervals(counts: dict[int, dict[str, Any]],
     n = max(seconds) + 1 if seconds else 0
     out = []
     for k in range(n):
-        agg = counts.get(k) or _empty_interval()
-        lengths = [agg["duration"]] + [per_second[k][0] for per_second in hists.values() if k in per_second]
-        duration = max(lengths) or 1.0
-        total = hists["total"][k][1] if "total" in hists and k in hists["total"] else results.new_histogram()
-        rec = {"t": float(k), "duration": round(duration, 3), "requests": agg["requests"],
-               "connections": agg["connections"], "errors": dict(agg["errors"]),
-               "started": agg["started"], "late_starts": agg["late_starts"], "max_lag_us": agg["max_lag_us"],
-               "latency_us": results.interval_percentiles(total)}
-        for key in ("status", "anomalies", "tls"):
-            if agg[key]:
-                rec[key] = dict(sorted(agg[key].items()))
-        corrected = hists.get("corrected", {}).get(k)
-        if corrected and corrected[1].get_total_count():
-            rec["corrected_latency_us"] = results.interval_percentiles(corrected[1])
-        out.append(rec)
+        agg = counts.get(k) or Interval(t=float(k), duration=0.0)
+        lengths = [agg.duration] + [per_second[k][0] for per_second in hists.values() if k in per_second]
+        agg.duration = round(max(lengths) or 1.0, 3)
+        agg.hists = {m: per_second[k][1] for m, per_second in hists.items() if k in per_second}
+        out.append(agg.settle())
     return out
 
 
@@ -345,30 +337,27 @@ def kept_up(summary: dict[str, Any], load: dict[str, Any], shards: list[Shard]) 
             and all(s.result.summary.get("kept_up", True) is not False for s in shards))
 
 
-def build_summary(shards: list[Shard], intervals: list[dict[str, Any]],
-                  totals: dict[str, HdrHistogram]) -> dict[str, Any]:
+def build_summary(shards: list[Shard], intervals: list[Interval], totals: dict[str, HdrHistogram]) -> Summary:
     scenario = shards[0].data.get("scenario")
     load = scenario.get("load") if isinstance(scenario, dict) else None
     load = load if isinstance(load, dict) else {}
     open_model = load.get("model") == "open"
-    summary: dict[str, Any] = {
-        **results.interval_totals(intervals, totals),
-        "intended_rate": load.get("rate") if open_model else None,
-        "started": sum(iv.get("started", 0) for iv in intervals),
-        "in_flight_at_end": sum(int(s.result.summary.get("in_flight_at_end") or 0) for s in shards),
-        "workers": [dict(w, name=f"{s.label}:{w.get('name', '?')}", shard=s.index)
-                    for s in shards for w in (s.result.summary.get("workers") or []) if isinstance(w, dict)],
-    }
-    if open_model and any(iv["duration"] for iv in intervals):
-        summary["kept_up"] = kept_up(summary, load, shards)
+    summary = Summary.from_intervals(intervals, totals)
+    summary.intended_rate = load.get("rate") if open_model else None
+    summary.in_flight_at_end = sum(int(s.result.summary.get("in_flight_at_end") or 0) for s in shards)
+    summary.workers = [dict(w, name=f"{s.label}:{w.get('name', '?')}", shard=s.index)
+                       for s in shards for w in (s.result.summary.get("workers") or []) if isinstance(w, dict)]
+    if open_model and any(iv.duration for iv in intervals):
+        summary.kept_up = kept_up(summary.to_json(), load, shards)
     served = [s.result.summary.get("server") for s in shards]
     if all(isinstance(x, dict) for x in served):
         # Each shard had its own built-in server: together they served the sum.
-        summary["server"] = {k: sum(int(x.get(k, 0)) for x in served) for k in ("connections", "requests")}
-    for key in ("states", "counters", "processes", "sampler"):
-        part = _prefixed(shards, key)
-        if part:
-            summary[key] = part
+        summary.server = {k: sum(int(x.get(k, 0)) for x in served if isinstance(x, dict))
+                          for k in ("connections", "requests")}
+    summary.states = _prefixed(shards, "states") or None
+    summary.counters = _prefixed(shards, "counters") or None
+    summary.processes = _prefixed(shards, "processes") or None
+    summary.sampler = _prefixed(shards, "sampler") or None
     return summary
 
 
@@ -433,12 +422,11 @@ def _joined(values: Iterable[Any]) -> str:
     return ", ".join(str(v) for v in dict.fromkeys(values) if v is not None)
 
 
-def build_result(shards: list[Shard], t0: float, intervals: list[dict[str, Any]],
-                 summary: dict[str, Any]) -> dict[str, Any]:
+def build_result(shards: list[Shard], t0: float, intervals: list[Interval], summary: Summary) -> dict[str, Any]:
     first = shards[0].data
     partial = [s for s in shards if s.data.get("partial")]
     ended = [s.data.get("ended_at") for s in shards]
-    cpu_counts = [s.data.get("cpu_count") for s in shards if isinstance(s.data.get("cpu_count"), int)]
+    cpu_counts: list[int] = [s.data["cpu_count"] for s in shards if isinstance(s.data.get("cpu_count"), int)]
     sysctls: dict[str, Any] = {}
     for s in shards:
         for side, values in (s.data.get("sysctls") or {}).items():
@@ -452,7 +440,7 @@ def build_result(shards: list[Shard], t0: float, intervals: list[dict[str, Any]]
         # most the cores of one machine: the smallest is the safe cap.
         "cpu_count": min(cpu_counts) if cpu_counts else None,
         "started_at": min(str(s.data.get("started_at") or "") for s in shards) or None,
-        "ended_at": max(ended) if all(isinstance(e, str) for e in ended) else None,
+        "ended_at": max(str(e) for e in ended) if all(isinstance(e, str) for e in ended) else None,
         "partial": bool(partial),
         "partial_reason": "; ".join(f"shard {s.index} ({s.label}): {s.data.get('partial_reason') or 'partial'}"
                                     for s in partial) or None,
@@ -469,8 +457,8 @@ def build_result(shards: list[Shard], t0: float, intervals: list[dict[str, Any]]
                     "start_at": s.data.get("start_at"), "requests": s.result.summary.get("requests"),
                     "partial": bool(s.data.get("partial"))}
                    for s in shards],
-        "intervals": intervals,
-        "summary": summary,
+        "intervals": [iv.to_json() for iv in intervals],
+        "summary": summary.to_json(),
     }
 
 
@@ -511,7 +499,7 @@ def merge_runs(folders: list[Path], out: Path, max_clock_skew: float = 1.0) -> r
 
 
 def _write_folder(out: Path, data: dict[str, Any], metrics: list[str],
-                  hists: dict[str, dict[int, tuple[float, HdrHistogram]]], intervals: list[dict[str, Any]],
+                  hists: dict[str, dict[int, tuple[float, HdrHistogram]]], intervals: list[Interval],
                   t0: float, csvs: dict[str, str | None], shard_count: int) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.merging-", dir=out.parent))
@@ -521,8 +509,8 @@ def _write_folder(out: Path, data: dict[str, Any], metrics: list[str],
                                         comment=f"tcpstress {m} latency, microseconds, merged from {shard_count} shards")
             try:
                 for k, iv in enumerate(intervals):
-                    length, hist = hists[m].get(k) or (iv["duration"], results.new_histogram())
-                    writer.write(float(k), length or iv["duration"], hist)
+                    length, hist = hists[m].get(k) or (iv.duration, results.new_histogram())
+                    writer.write(float(k), length or iv.duration, hist)
             finally:
                 writer.close()
         for name, text in csvs.items():

@@ -13,7 +13,7 @@ re-renders any old run without running anything:
     .tcpstress-claim      empty; made with O_EXCL when the run claimed the folder
                           (claim_folder), so no second run writes into it
 
-result.json (format "tcpstress-result/1"):
+result.json (format "tcpstress-result/1"; record.py's RunRecord is its typed form):
 
     {
       "format": "tcpstress-result/1",
@@ -34,7 +34,10 @@ result.json (format "tcpstress-result/1"):
          "requests": 1234, "connections": 1234,
          "errors": {"EADDRNOTAVAIL": 3},
          "started": 0, "late_starts": 0, "max_lag_us": 0,
-         "latency_us": {"p50": 80, "p90": 120, "p99": 300, "p99.9": 900, "max": 1200}}
+         "latency_us": {"p50": 80, "p90": 120, "p99": 300, "p99.9": 900, "max": 1200},
+         # when there were any: "status": {"200": n}, "anomalies": {name: n},
+         # "tls": {"handshakes": n, "resumed": n}, "corrected_latency_us": {...} (open model)
+        }
       ],
       "summary": {
         "duration_s": 10.0, "requests": 12340, "connections": 12340,
@@ -194,7 +197,8 @@ def add_histogram(into: HdrHistogram, other: HdrHistogram) -> None:
 
 
 def encode(hist: HdrHistogram) -> str:
-    return hist.encode().decode("ascii")
+    payload: bytes = hist.encode()
+    return payload.decode("ascii")
 
 
 def decode(payload: str | bytes) -> HdrHistogram:
@@ -365,11 +369,13 @@ class RunResult:
 
     @property
     def summary(self) -> dict[str, Any]:
-        return self.data.get("summary", {})
+        summary: dict[str, Any] = self.data.get("summary", {})
+        return summary
 
     @property
     def intervals(self) -> list[dict[str, Any]]:
-        return self.data.get("intervals", [])
+        intervals: list[dict[str, Any]] = self.data.get("intervals", [])
+        return intervals
 
     @property
     def name(self) -> str:
@@ -431,14 +437,15 @@ def kept_up(summary: dict[str, Any], due: float | None) -> bool:
 
     due: the operations the schedule asked for (None under a ramp). Operations
     still waiting on a timeout at the end were started: they count, where the
-    summary has "started" (a run's; merged shards count requests and errors).
+    summary has "started" (folders from a runner before starts were counted have none
+    or 0: requests and errors stand in for it).
     """
     started = summary.get("started") or summary["requests"] + summary["error_total"]
     if due and started < 0.9 * due:
         return False
     # The same bar as the report's "fell behind its schedule" finding, so the two agree:
     # starts late by a millisecond or two are a busy event loop, not a slipped schedule.
-    return summary["late_starts"] <= 0.01 * max(started, 1) or summary.get("max_lag_us", 0) < 100_000
+    return bool(summary["late_starts"] <= 0.01 * max(started, 1) or summary.get("max_lag_us", 0) < 100_000)
 
 
 def interval_totals(intervals: list[dict[str, Any]], hists: dict[str, HdrHistogram]) -> dict[str, Any]:

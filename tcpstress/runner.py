@@ -29,6 +29,7 @@ from tcpstress.lifecycle import RunError, RunInterrupted, Sampling, SigtermRaise
 from tcpstress.live import LiveLine
 from tcpstress.load import schedule
 from tcpstress.load.processes import IntervalMerger, WorkerFailure, WorkerPool
+from tcpstress.record import Summary
 from tcpstress.scenario import ResolvedTarget, Scenario, ScenarioError, resolve_target
 from tcpstress.server_watch import ServerWatch
 
@@ -363,40 +364,36 @@ def _close_intervals(merger: IntervalMerger, upto: int, hlogs: dict, live: LiveL
                      out_dir: Path) -> None:
     closed = merger.finalize_upto(upto)
     for agg in closed:
-        length = agg["length"]
         for metric, writer in hlogs.items():
-            writer.write(float(agg["i"]), length, agg["h"][metric])
+            writer.write(agg.t, agg.duration, agg.hist(metric))
         if live:
             live.show(agg, merger.count)
     if closed:
         # Stream: a crash from here on loses at most the second in progress.
-        results.RunResult(data=dict(meta, intervals=merger.final, summary={})).save(out_dir)
+        results.RunResult(data=dict(meta, intervals=[iv.to_json() for iv in merger.final], summary={})).save(out_dir)
 
 
 def _result_data(meta: dict, merger: IntervalMerger, s: Scenario, pool: WorkerPool | None,
                  server: BuiltinServer | None, sampler_summary: dict) -> dict:
     intervals = merger.final
-    summary = {
-        **results.interval_totals(intervals, merger.hists),
-        "intended_rate": s.load.rate if s.load.model == "open" else None,
-        "started": sum(iv.get("started", 0) for iv in intervals),
-        "in_flight_at_end": sum(w.in_flight for w in pool.workers) if pool else 0,
-        "workers": [w.describe() for w in pool.workers] if pool else [],
-    }
+    summary = Summary.from_intervals(intervals, merger.hists)
+    summary.intended_rate = s.load.rate if s.load.model == "open" else None
+    summary.in_flight_at_end = sum(w.in_flight for w in pool.workers) if pool else 0
+    summary.workers = [w.describe() for w in pool.workers] if pool else []
     if merger.by_name:
-        summary["requests_by_name"] = merger.named_summary()
-    duration = sum(iv["duration"] for iv in intervals)
+        summary.requests_by_name = merger.named_summary()
+    duration = sum(iv.duration for iv in intervals)
     if s.load.model == "open" and duration:
         # The ramped schedule, from the end of the warm-up: a ramp asks for less than the full rate.
         due = (schedule.operations_due(s.load.warmup + duration, s.load.rate, s.load.ramp)
                - schedule.operations_due(s.load.warmup, s.load.rate, s.load.ramp))
-        summary["kept_up"] = results.kept_up(summary, due)
+        summary.kept_up = results.kept_up(summary.to_json(), due)
     if server and server.served:
-        summary["server"] = server.served
+        summary.server = server.served
     for key in ("states", "counters", "processes", "sampler"):
         if key in sampler_summary:
-            summary[key] = sampler_summary[key]
-    return dict(meta, intervals=intervals, summary=summary)
+            setattr(summary, key, sampler_summary[key])
+    return dict(meta, intervals=[iv.to_json() for iv in intervals], summary=summary.to_json())
 
 
 # --- comparisons ----------------------------------------------------------------

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import TYPE_CHECKING, Any, Sequence
 
 from tcpstress.results import RunResult
 from tcpstress.scenario import format_url
+
+if TYPE_CHECKING:
+    from tcpstress.report.rundata import RunData
 
 KEY_STATES = ("TIME_WAIT", "SYN_RECV", "CLOSE_WAIT", "ESTABLISHED")
 
@@ -14,7 +18,7 @@ def _ms(us: float) -> str:
     return f"{us / 1000.0:.3f}"
 
 
-def describe_load(scenario: dict) -> str:
+def describe_load(scenario: dict[str, Any]) -> str:
     load, conn = scenario["load"], scenario["connection"]
     if load["model"] == "open" and load.get("stage"):
         rates = [st["rate"] for st in load["stage"]]
@@ -29,7 +33,7 @@ def describe_load(scenario: dict) -> str:
     return f"{model}, {ka}, {conn['close']} closes, {load['workers']} worker(s)"
 
 
-def _state_peak(state: str, entry: dict) -> str:
+def _state_peak(state: str, entry: dict[str, Any]) -> str:
     """A state's peak; sockets an earlier run left (there before the load began) are said apart."""
     peak, start = int(entry.get("peak", 0) or 0), int(entry.get("start", 0) or 0)
     if state != "ESTABLISHED" and start >= 10 and start >= 0.1 * peak:
@@ -149,7 +153,7 @@ def format_summary(result: RunResult) -> str:
     return "\n".join(lines)
 
 
-def format_stages(stages: list[dict]) -> list[str]:
+def format_stages(stages: list[dict[str, Any]]) -> list[str]:
     """One line per [[load.stage]]: its intended and achieved rate, errors and percentiles."""
     if not stages:
         return []
@@ -163,7 +167,7 @@ def format_stages(stages: list[dict]) -> list[str]:
     return out
 
 
-def format_comparison(runs) -> str:
+def format_comparison(runs: Sequence[RunData | RunResult]) -> str:
     """A side-by-side text table of variants, from the reporter's comparison rows."""
     from tcpstress.report.diagnose import comparison_rows
     from tcpstress.report.tables import terminal_tables

@@ -20,9 +20,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Callable, Iterator, Literal
+from typing import IO, Any, Callable, Iterator, Literal
 
 from tcpstress import results
+from tcpstress.record import Interval, NamedCounts
 
 WORKER_ARGV = [sys.executable, "-m", "tcpstress.load.worker"]
 BOOT_TIMEOUT_S = 30.0
@@ -40,17 +41,17 @@ WorkerState = Literal["starting", "booted", "ready", "done", "died", "fatal"]
 @dataclass
 class WorkerHandle:
     name: str
-    proc: subprocess.Popen
+    proc: subprocess.Popen[bytes]
     state: WorkerState = "starting"
     last_interval: int = -1
     requests: int = 0
     connections: int = 0
-    errors: Counter = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
     in_flight: int = 0  # requests on the wire when it stopped
     detail: str = ""
     stderr_path: Path | None = None
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         exit_text = {"done": "ok"}.get(self.state, f"{self.state}: {self.detail}".rstrip(": "))
         return {"name": self.name, "pid": self.proc.pid, "exit": exit_text, "requests": self.requests,
                 "connections": self.connections, "errors": dict(self.errors)}
@@ -59,13 +60,13 @@ class WorkerHandle:
 class WorkerPool:
     """Start workers, hand them their plans, and stream their messages."""
 
-    def __init__(self, count: int, spawn: Callable[..., subprocess.Popen] = subprocess.Popen,
-                 log_dir: Path | None = None):
+    def __init__(self, count: int, spawn: Callable[..., subprocess.Popen[bytes]] = subprocess.Popen,
+                 log_dir: Path | None = None) -> None:
         self.count = count
         self.spawn = spawn
         self.log_dir = log_dir
         self.workers: list[WorkerHandle] = []
-        self.queue: queue.Queue = queue.Queue()
+        self.queue: queue.Queue[tuple[WorkerHandle, dict[str, Any] | None]] = queue.Queue()
 
     def pids(self) -> list[int]:
         return [w.proc.pid for w in self.workers if w.proc.poll() is None]
@@ -75,12 +76,12 @@ class WorkerPool:
         for i in range(self.count):
             name = f"worker-{i}"
             stderr_path = (self.log_dir / f"{name}.stderr") if self.log_dir else None
-            err = open(stderr_path, "wb") if stderr_path else subprocess.DEVNULL
+            err: IO[bytes] | int = open(stderr_path, "wb") if stderr_path else subprocess.DEVNULL
             try:
                 proc = self.spawn(WORKER_ARGV, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
                                   start_new_session=False)
             finally:
-                if stderr_path:
+                if not isinstance(err, int):
                     err.close()
             handle = WorkerHandle(name=name, proc=proc, stderr_path=stderr_path)
             self.workers.append(handle)
@@ -98,12 +99,14 @@ class WorkerPool:
             if handle.state in ("died", "fatal"):
                 raise WorkerFailure(f"{handle.name} failed to start: {handle.detail}")
 
-    def send_plans(self, plans: list[dict]) -> None:
+    def send_plans(self, plans: list[dict[str, Any]]) -> None:
         for handle, plan in zip(self.workers, plans):
+            assert handle.proc.stdin is not None  # spawned with stdin=PIPE
             handle.proc.stdin.write((json.dumps(plan) + "\n").encode())
             handle.proc.stdin.flush()
 
     def _read(self, handle: WorkerHandle) -> None:
+        assert handle.proc.stdout is not None  # spawned with stdout=PIPE
         for line in handle.proc.stdout:
             try:
                 msg = json.loads(line)
@@ -112,32 +115,36 @@ class WorkerPool:
             self.queue.put((handle, msg))
         self.queue.put((handle, None))
 
-    def _note(self, handle: WorkerHandle, msg: dict | None) -> None:
+    def _note(self, handle: WorkerHandle, msg: dict[str, Any] | None) -> Interval | None:
+        """Update the worker's state from one message; an interval message comes back as its Interval."""
         if msg is None:
             if handle.state not in ("done", "fatal"):
                 code = handle.proc.wait()
                 handle.state = "died"
                 handle.detail = _exit_text(code) + _stderr_tail(handle.stderr_path)
-            return
+            return None
         kind = msg.get("type")
         if kind == "booted":
             handle.state = "booted"
         elif kind == "ready":
             handle.state = "ready"
         elif kind == "interval":
-            handle.last_interval = msg["i"]
-            handle.requests += msg["requests"]
-            handle.connections += msg["connections"]
-            handle.errors.update(msg["errors"])
+            iv = Interval.from_json(msg, f"{handle.name}'s interval")
+            handle.last_interval = iv.index
+            handle.requests += iv.requests
+            handle.connections += iv.connections
+            handle.errors.update(iv.errors)
+            return iv
         elif kind == "done":
             handle.state = "done"
             handle.in_flight = int(msg.get("in_flight", 0))
         elif kind == "fatal":
             handle.state = "fatal"
             handle.detail = msg.get("error", "")
+        return None
 
-    def messages(self, deadline: float) -> Iterator[tuple[WorkerHandle, dict]]:
-        """Yield interval messages until every worker has ended or `deadline` passes."""
+    def messages(self, deadline: float) -> Iterator[tuple[WorkerHandle | None, Interval | None]]:
+        """Yield each worker's intervals until every worker has ended or `deadline` passes."""
         while any(w.state not in ("done", "died", "fatal") for w in self.workers):
             left = deadline - time.monotonic()
             if left <= 0:
@@ -147,9 +154,9 @@ class WorkerPool:
             except queue.Empty:
                 yield None, None  # a tick: lets the caller refresh its display
                 continue
-            self._note(handle, msg)
-            if msg is not None and msg.get("type") == "interval":
-                yield handle, msg
+            interval = self._note(handle, msg)
+            if interval is not None:
+                yield handle, interval
             elif handle.state == "fatal":
                 raise WorkerFailure(f"{handle.name}: {handle.detail}")
 
@@ -216,95 +223,56 @@ class IntervalMerger:
     last one of a 1.5 s run is half a second long, and its rate says so.
     """
 
-    def __init__(self, interval_count: int, duration: float | None = None):
+    def __init__(self, interval_count: int, duration: float | None = None) -> None:
         self.count = interval_count
         self.duration = float(duration) if duration is not None else float(interval_count)
-        self.pending: dict[int, dict] = {}
-        self.final: list[dict] = []  # result.json interval records, in order
+        self.pending: dict[int, Interval] = {}
+        self.final: list[Interval] = []  # settled (result.json) intervals, in order
         self.hists = {m: results.new_histogram() for m in results.METRICS}
-        self.by_name: dict[str, dict] = {}  # [[request]] name -> whole-run counts and histogram
+        self.by_name: dict[str, NamedCounts] = {}  # [[request]] name -> whole-run counts and histogram
         self.next_final = 0
 
     def length(self, index: int) -> float:
         return max(0.0, min(1.0, self.duration - index))
 
-    def _empty(self, i: int) -> dict:
-        return {"i": i, "requests": 0, "connections": 0, "errors": Counter(), "status": Counter(),
-                "anomalies": Counter(), "tls": Counter(), "started": 0, "late_starts": 0, "max_lag_us": 0,
-                "partial": None, "complete": False, "h": {m: results.new_histogram() for m in results.METRICS}}
-
-    def add(self, msg: dict) -> None:
-        i = msg["i"]
-        agg = self.pending.get(i)
+    def add(self, msg: Interval | dict[str, Any]) -> None:
+        """One worker's second (its wire message, or the Interval read from it)."""
+        iv = msg if isinstance(msg, Interval) else Interval.from_json(msg, "worker message")
+        for name, counts in iv.by_name.items():
+            self.by_name.setdefault(name, NamedCounts()).absorb(counts)
+        iv.by_name = {}  # counted for the whole run above; an interval's own share is not kept
+        agg = self.pending.get(iv.index)
         if agg is None:
-            agg = self.pending[i] = self._empty(i)
-        agg["requests"] += msg["requests"]
-        agg["connections"] += msg["connections"]
-        agg["errors"].update(msg["errors"])
-        agg["status"].update(msg.get("status", {}))
-        agg["anomalies"].update(msg.get("anomalies", {}))
-        agg["tls"].update(msg.get("tls", {}))
-        agg["started"] += msg.get("started", 0)
-        agg["late_starts"] += msg.get("late_starts", 0)
-        agg["max_lag_us"] = max(agg["max_lag_us"], msg.get("max_lag_us", 0))
-        if msg.get("partial") is not None:
-            agg["partial"] = max(agg["partial"] or 0.0, msg["partial"])
+            self.pending[iv.index] = iv
         else:
-            # One worker ran this second to its end: it was not cut short.
-            agg["complete"] = True
-        for metric, payload in msg.get("h", {}).items():
-            agg["h"][metric].decode_and_add(payload.encode("ascii"))
-        for name, counts in msg.get("by_name", {}).items():
-            named = self.by_name.get(name) or self.by_name.setdefault(
-                name, {"requests": 0, "errors": 0, "h": results.new_histogram()})
-            named["requests"] += counts["requests"]
-            named["errors"] += counts["errors"]
-            if counts.get("h"):
-                named["h"].decode_and_add(counts["h"].encode("ascii"))
+            agg.absorb(iv)
 
-    def interval_length(self, agg: dict) -> float:
+    def interval_length(self, agg: Interval) -> float:
         """The real length of a closed interval: scheduled, or where every worker stopped."""
-        scheduled = self.length(agg["i"])
-        if agg["partial"] is not None and not agg["complete"]:
-            return min(scheduled, agg["partial"])
+        scheduled = self.length(agg.index)
+        if agg.partial is not None and not agg.complete:
+            return min(scheduled, agg.partial)
         return scheduled
 
-    def finalize_upto(self, last_index: int) -> list[dict]:
-        """Close intervals up to and including `last_index`; returns them."""
+    def finalize_upto(self, last_index: int) -> list[Interval]:
+        """Close intervals up to and including `last_index`; returns them, histograms and all."""
         out = []
         while self.next_final <= min(last_index, self.count - 1):
-            agg = self.pending.pop(self.next_final, None) or self._empty(self.next_final)
-            for metric, h in agg["h"].items():
+            agg = self.pending.pop(self.next_final, None) or Interval(t=float(self.next_final), complete=True)
+            for metric, h in agg.hists.items():
                 results.add_histogram(self.hists[metric], h)
-            agg["length"] = self.interval_length(agg)
+            agg.duration = round(self.interval_length(agg), 3)
             # Keep the result.json record, not the histograms: four of them a
             # second (~180 KB each at this range and precision) made a
             # 90-second run's runner hold 165 MB. The caller writes them to
             # the .hlog files right away.
-            self.final.append(interval_record(agg, agg["length"]))
+            self.final.append(agg.settle())
             out.append(agg)
             self.next_final += 1
         return out
 
-    def named_summary(self) -> dict[str, dict]:
+    def named_summary(self) -> dict[str, dict[str, Any]]:
         """[[request]] entries' whole-run counts and latency percentiles."""
-        return {name: {"requests": c["requests"], "errors": c["errors"],
-                       "latency_us": results.percentiles(c["h"])} for name, c in self.by_name.items()}
-
-
-def interval_record(agg: dict, length: float) -> dict:
-    """The result.json form of one merged interval."""
-    lat = results.interval_percentiles(agg["h"]["total"])
-    rec = {"t": float(agg["i"]), "duration": round(length, 3), "requests": agg["requests"],
-           "connections": agg["connections"], "errors": dict(agg["errors"]), "started": agg["started"],
-           "late_starts": agg["late_starts"],
-           "max_lag_us": agg["max_lag_us"], "latency_us": lat}
-    if agg["status"]:
-        rec["status"] = dict(sorted(agg["status"].items()))
-    if agg["anomalies"]:
-        rec["anomalies"] = dict(agg["anomalies"])
-    if agg["tls"]:
-        rec["tls"] = dict(agg["tls"])
-    if agg["h"]["corrected"].get_total_count():
-        rec["corrected_latency_us"] = results.interval_percentiles(agg["h"]["corrected"])
-    return rec
+        return {name: {"requests": c.requests, "errors": c.errors,
+                       "latency_us": results.percentiles(c.latency or results.new_histogram())}
+                for name, c in self.by_name.items()}

@@ -11,16 +11,20 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
-from tcpstress import results
+from hdrh.histogram import HdrHistogram
+
+from tcpstress import record, results
+from tcpstress.record import Interval
 
 METRICS = results.METRICS  # total, connect, ttfb, corrected, tls, error
 
 
-def _encoded(counts: Counter) -> str:
+def _histogram(counts: Counter[int]) -> HdrHistogram:
     h = results.new_histogram()
     results.record_counts(h, counts)
-    return results.encode(h)
+    return h
 
 
 @dataclass
@@ -29,42 +33,44 @@ class NamedCounts:
 
     requests: int = 0
     errors: int = 0
-    latency: Counter = field(default_factory=Counter)
+    latency: Counter[int] = field(default_factory=Counter)
+
+
+def _latency_counters() -> dict[str, Counter[int]]:
+    return {m: Counter() for m in METRICS}
 
 
 @dataclass
 class IntervalCounts:
+    """One second being counted: plain Counters on the hot path, an Interval when it closes."""
+
     requests: int = 0
     connections: int = 0
-    errors: Counter = field(default_factory=Counter)
-    status: Counter = field(default_factory=Counter)  # every HTTP response, success or not
-    anomalies: Counter = field(default_factory=Counter)  # not failed requests: close timeout, unsolicited data ...
+    errors: Counter[str] = field(default_factory=Counter)
+    status: Counter[int] = field(default_factory=Counter)  # every HTTP response, success or not
+    anomalies: Counter[str] = field(default_factory=Counter)  # not failed requests: close timeout, unsolicited data ...
     started: int = 0  # open model: operations begun in this second
     late_starts: int = 0
     max_lag_us: int = 0
     tls_handshakes: int = 0
     tls_resumed: int = 0
-    latency: dict = field(default_factory=lambda: {m: Counter() for m in METRICS})
-    by_name: dict = field(default_factory=dict)
+    latency: dict[str, Counter[int]] = field(default_factory=_latency_counters)
+    by_name: dict[str, NamedCounts] = field(default_factory=dict)
 
-    def to_message(self, index: int) -> dict:
-        msg = {
-            "type": "interval", "i": index, "requests": self.requests, "connections": self.connections,
-            "errors": dict(self.errors), "started": self.started, "late_starts": self.late_starts,
-            "max_lag_us": self.max_lag_us,
-            "h": {metric: _encoded(counts) for metric, counts in self.latency.items() if counts},
-        }
-        if self.status:
-            msg["status"] = {str(code): n for code, n in self.status.items()}
-        if self.anomalies:
-            msg["anomalies"] = dict(self.anomalies)
-        if self.tls_handshakes:
-            msg["tls"] = {"handshakes": self.tls_handshakes, "resumed": self.tls_resumed}
-        if self.by_name:
-            msg["by_name"] = {name: {"requests": c.requests, "errors": c.errors,
-                                     **({"h": _encoded(c.latency)} if c.latency else {})}
-                              for name, c in self.by_name.items()}
-        return msg
+    def to_interval(self, index: int, duration: float, partial: float | None = None) -> Interval:
+        return Interval(
+            t=float(index), duration=duration, requests=self.requests, connections=self.connections,
+            errors=Counter(self.errors), started=self.started, late_starts=self.late_starts,
+            max_lag_us=self.max_lag_us, status=Counter({str(code): n for code, n in self.status.items()}),
+            anomalies=Counter(self.anomalies), tls_handshakes=self.tls_handshakes, tls_resumed=self.tls_resumed,
+            hists={metric: _histogram(counts) for metric, counts in self.latency.items() if counts},
+            by_name={name: record.NamedCounts(c.requests, c.errors, _histogram(c.latency) if c.latency else None)
+                     for name, c in self.by_name.items()},
+            partial=partial, complete=partial is None)
+
+    def to_message(self, index: int, duration: float = 1.0, partial: float | None = None) -> dict[str, Any]:
+        """The worker's "interval" line: the Interval in its wire form."""
+        return {"type": "interval", **self.to_interval(index, duration, partial).to_json(wire=True)}
 
 
 class Recorder:
@@ -75,7 +81,7 @@ class Recorder:
     t_end, so every worker's interval i means the same second.
     """
 
-    def __init__(self, t0: float, t_end: float, interval: float = 1.0):
+    def __init__(self, t0: float, t_end: float, interval: float = 1.0) -> None:
         self.t0 = t0
         self.t_end = t_end
         self.interval = interval
@@ -83,7 +89,7 @@ class Recorder:
         self.next_index = 0
         self.requests_total = 0
         self.connections_total = 0
-        self.errors_total: Counter = Counter()
+        self.errors_total: Counter[str] = Counter()
 
     def _bucket(self, now: float) -> IntervalCounts | None:
         if now < self.t0 or now >= self.t_end:
@@ -168,7 +174,11 @@ class Recorder:
     def intervals(self) -> int:
         return max(1, math.ceil((self.t_end - self.t0) / self.interval - 1e-9))
 
-    def take_complete(self, now: float) -> list[dict]:
+    def length(self, index: int) -> float:
+        """The scheduled length of interval `index`: the last one of a 1.5 s run lasts half a second."""
+        return round(max(0.0, min(self.interval, self.t_end - self.t0 - index * self.interval)), 3)
+
+    def take_complete(self, now: float) -> list[dict[str, Any]]:
         """Messages for every interval that has ended by `now`, in order, empty ones too.
 
         Emitting the empty ones tells the runner how far this worker has got,
@@ -177,18 +187,20 @@ class Recorder:
         current = min(int((now - self.t0) // self.interval), self.intervals)
         out = []
         while self.next_index < current:
-            out.append(self.open.pop(self.next_index, IntervalCounts()).to_message(self.next_index))
+            counts = self.open.pop(self.next_index, IntervalCounts())
+            out.append(counts.to_message(self.next_index, self.length(self.next_index)))
             self.next_index += 1
         return out
 
-    def take_all(self) -> list[dict]:
+    def take_all(self) -> list[dict[str, Any]]:
         return self.take_complete(self.t0 + self.intervals * self.interval)
 
-    def take_partial(self, now: float) -> list[dict]:
+    def take_partial(self, now: float) -> list[dict[str, Any]]:
         """The interval in progress when a run is cut short, marked as partial."""
         if self.next_index >= self.intervals or now < self.t0:
             return []
-        msg = self.open.pop(self.next_index, IntervalCounts()).to_message(self.next_index)
-        msg["partial"] = round(now - (self.t0 + self.next_index * self.interval), 3)
+        reached = round(now - (self.t0 + self.next_index * self.interval), 3)
+        msg = self.open.pop(self.next_index, IntervalCounts()).to_message(
+            self.next_index, self.length(self.next_index), partial=reached)
         self.next_index += 1
         return [msg]

@@ -13,11 +13,13 @@ import ipaddress
 import math
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from hdrh.histogram import HdrHistogram
 
+from tcpstress.record import Interval, RunRecord, Summary, scenario_from_json
 from tcpstress.results import (
     COMPARISON_FILE,
     COMPARISON_FORMAT,
@@ -30,6 +32,18 @@ from tcpstress.results import (
     new_histogram,
     percentiles,
     read_hlog,
+)
+from tcpstress.scenario import (
+    Connection,
+    Fault,
+    Load,
+    RequestSpec,
+    Sampling,
+    Scenario,
+    Server,
+    Target,
+    Tls,
+    Variant,
 )
 
 STATES = (
@@ -50,6 +64,73 @@ HLOG_FILES = {
     "corrected": "latency-corrected.hlog",
 }
 
+
+
+class RecordedScenario(dict[str, Any]):
+    """A run's scenario as result.json recorded it, and as the Scenario rebuilt from that.
+
+    `run.scenario.load.connections` reads the typed Scenario; the dict
+    interface (`run.scenario.get("description")`, json.dumps) still reads
+    what the file holds, for the code that has not moved to the typed one yet.
+    The Scenario is rebuilt on first use, so a folder whose scenario an older
+    version wrote differently still renders.
+    """
+
+    @cached_property
+    def typed(self) -> Scenario:
+        return scenario_from_json(self)
+
+    @property
+    def name(self) -> str:
+        return self.typed.name
+
+    @property
+    def description(self) -> str:
+        return self.typed.description
+
+    @property
+    def target(self) -> Target:
+        return self.typed.target
+
+    @property
+    def server(self) -> Server:
+        return self.typed.server
+
+    @property
+    def load(self) -> Load:
+        return self.typed.load
+
+    @property
+    def connection(self) -> Connection:
+        return self.typed.connection
+
+    @property
+    def sampling(self) -> Sampling:
+        return self.typed.sampling
+
+    @property
+    def fault(self) -> Fault:
+        return self.typed.fault
+
+    @property
+    def tls(self) -> Tls:
+        return self.typed.tls
+
+    @property
+    def lab(self) -> bool:
+        return self.typed.lab
+
+    @property
+    def requests(self) -> tuple[RequestSpec, ...]:
+        return self.typed.requests
+
+    @property
+    def variants(self) -> tuple[Variant, ...]:
+        return self.typed.variants
+
+    @property
+    def thresholds(self) -> tuple[str, ...]:
+        return self.typed.thresholds
 
 
 @dataclass
@@ -76,10 +157,26 @@ class RunData:
     def folder(self) -> Path | None:
         return self.result.folder
 
-    @property
-    def scenario(self) -> dict[str, Any]:
+    @cached_property
+    def scenario(self) -> RecordedScenario:
+        """The run's scenario: typed attributes (run.scenario.load.connections) over the recorded dict."""
         s = self.result.data.get("scenario")
-        return s if isinstance(s, dict) else {}
+        return RecordedScenario(s if isinstance(s, dict) else {})
+
+    @cached_property
+    def record(self) -> RunRecord:
+        """result.json as the typed RunRecord (read once; the folder's result.json does not change)."""
+        return RunRecord.from_json(self.result.data)
+
+    @cached_property
+    def intervals(self) -> list[Interval]:
+        """The run's seconds, typed (read on their own: a RunData made in code may lack the rest of a record)."""
+        return [Interval.from_json(iv, f"intervals[{i}]") for i, iv in enumerate(self.result.intervals)]
+
+    @property
+    def summary_record(self) -> Summary | None:
+        """The typed summary; None while a run is still in progress."""
+        return self.record.summary
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -264,9 +361,9 @@ class RunData:
         return sum(n for name, n in self.errors.items() if match(name))
 
     def first_error_t(self, match: Callable[[str], bool]) -> float | None:
-        for iv in self.result.intervals:
-            if any(n > 0 and match(name) for name, n in (iv.get("errors") or {}).items()):
-                return float(iv.get("t", 0.0))
+        for iv in self.intervals:
+            if any(n > 0 and match(name) for name, n in iv.errors.items()):
+                return iv.t
         return None
 
     @property

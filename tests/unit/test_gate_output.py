@@ -8,12 +8,13 @@ import pytest
 from hdrh.histogram import HdrHistogram
 
 from tcpstress.live import LiveLine
+from tcpstress.record import Interval
 from tcpstress.scenario import parse_duration
 from tests.conftest import run_cli
 
 
 def agg(i):
-    return {"i": i, "requests": 0, "connections": 3, "errors": {}, "h": {"total": HdrHistogram(1, 1000, 2)}}
+    return Interval(t=float(i), connections=3, hists={"total": HdrHistogram(1, 1000, 2)})
 
 
 def test_off_a_terminal_the_live_line_is_a_plain_line_every_five_seconds():

@@ -89,11 +89,11 @@ def test_recorder_buckets_by_completion_second_and_drops_warmup():
     r.error(101.0, "ECONNREFUSED")
     r.request(103.0, 0.001, 0.001)  # at t_end: dropped
     msgs = r.take_complete(102.5)
-    assert [m["i"] for m in msgs] == [0, 1]
+    assert [m["t"] for m in msgs] == [0.0, 1.0]
     assert [m["requests"] for m in msgs] == [1, 1]
     assert msgs[1]["errors"] == {"ECONNREFUSED": 1}
     rest = r.take_all()
-    assert [m["i"] for m in rest] == [2] and rest[0]["requests"] == 0  # empty seconds are reported too
+    assert [m["t"] for m in rest] == [2.0] and rest[0]["requests"] == 0  # empty seconds are reported too
     assert r.requests_total == 2
 
 
@@ -106,10 +106,10 @@ def test_merger_sums_workers_and_closes_intervals_in_order():
         for msg in r.take_all():
             m.add(msg)
     done = m.finalize_upto(1)
-    assert [a["i"] for a in done] == [0, 1]
-    assert m.finalize_upto(5)[0]["i"] == 2
+    assert [a.index for a in done] == [0, 1]
+    assert m.finalize_upto(5)[0].index == 2
     assert m.hists["total"].get_total_count() == 6
-    assert sum(a["requests"] for a in m.final) == 6
+    assert sum(a.requests for a in m.final) == 6
 
 
 @settings(max_examples=60, deadline=None)
