@@ -344,8 +344,11 @@ class Engine:
         end = self.t
         self.rec.connected(end, end - slot.t_conn)
         if self.http:
-            # One parser per connection: it is back at the start of a message after each response.
-            slot.parser = HttpResponseParser()
+            # One parser per slot, back at the start of a message after each response;
+            # a new one only after a connection that ended mid-response or in error.
+            parser = slot.parser
+            if parser is None or parser.in_progress or parser.error is not None:
+                slot.parser = HttpResponseParser(self.templates[0].method)
         if not self.open_model and not self.budget_left():
             self.close_socket(slot)  # the run ended (or max_requests was reached) while connecting
             return
@@ -518,7 +521,7 @@ class Engine:
                     closing = close or bool(events & EPOLLRDHUP)
                     if closing and not close and (self.nreq == UNLIMITED or slot.count < self.nreq):
                         self.rec.anomaly(self.t, SERVER_CLOSED)
-                    self.response_done(slot, status, closing=closing)
+                    self.response_done(slot, status, closing)
                     return
                 interim = parser.interim
                 responses = parser.feed(data)
@@ -537,7 +540,7 @@ class Engine:
                     closing = responses[0].close or bool(events & EPOLLRDHUP)
                     if closing and not responses[0].close and (self.nreq == UNLIMITED or slot.count < self.nreq):
                         self.rec.anomaly(self.t, SERVER_CLOSED)
-                    self.response_done(slot, responses[0].status, closing=closing)
+                    self.response_done(slot, responses[0].status, closing)
                     return
             else:
                 if not data:
@@ -571,8 +574,12 @@ class Engine:
 
     def record_success(self, slot: Slot, status: int) -> None:
         end = self.t
-        start = self.request_start(slot)
-        corrected = end - slot.op_intended if self.open_model else None
+        if self.open_model:
+            start = slot.op_start
+            corrected: float | None = end - slot.op_intended
+        else:  # request_start(), inline: this runs once per request
+            start = slot.t_conn if slot.count == 1 else slot.t_req
+            corrected = None
         self.rec.request(end, end - start, slot.first - start, corrected, status,
                          slot.tpl.name if self.many else None)  # type: ignore[union-attr]
 
@@ -611,7 +618,7 @@ class Engine:
                 self.close_socket(slot)  # the server's FIN is already here
             elif not self.close_connection(slot, server_closing=closing):
                 return  # waiting for the server's FIN, or failed (fail() chose what comes next)
-        self.after_request(slot, connection_open=more)
+        self.after_request(slot, more)
 
     def close_connection(self, slot: Slot, server_closing: bool) -> bool:
         """Close the way the scenario says: client FIN, RST, or wait for the server's FIN.
