@@ -849,8 +849,10 @@ class Engine:
                 self.wake_later(slot, plan.t_start + ramp * i / len(slots))
             elif not self.interrupted:
                 # connect() can take milliseconds when the port range is nearly
-                # used up: SIGTERM still gets through between them.
+                # used up: SIGTERM and the run's end still get through between them.
                 self.t = self.now()
+                if self.t >= self.t_end:
+                    break
                 self.connect(slot)
 
     def loop(self) -> None:
