@@ -268,7 +268,6 @@ class Engine:
         self.ops: Iterator[tuple[int, float]] = iter(())  # open model: the schedule still to start
         self.next_op: tuple[int, float] | None = None
         self.closed_in_batch: set[int] = set()
-        self.flusher: threading.Thread | None = None  # the flush of finished seconds in progress
         self.think_time = s.connection.think_time
         self.so_keepalive = s.connection.so_keepalive
         # Plain sockets are the C type itself: socket.socket is a Python subclass
@@ -889,37 +888,14 @@ class Engine:
                 self.sweep(now)
             if now >= next_flush:
                 next_flush = now + FLUSH_EVERY_S
-                self.flush_in_background(now)
+                for msg in self.rec.take_complete(now):
+                    self.emit(msg)
             if self.finished():
                 break
             due = min(due, next_sweep, next_flush)
             events = poll(max(0.0, due - self.now()), MAX_EVENTS)
             if events:
                 self.serve(events)
-
-    def flush_in_background(self, now: float) -> None:
-        """Send the seconds finished by `now` to the runner, from a short-lived thread.
-
-        Turning a second's latency counts into HdrHistograms is pure Python
-        (15-20 ms a second in the open model at 5,000 operations/s a worker);
-        done in the loop, it held every operation due meanwhile past the 10 ms
-        late threshold. In a thread it runs while the loop waits in epoll_wait,
-        and when both want to run the interpreter switches every 5 ms.
-
-        Safe without a lock: take_complete(now) takes only seconds that ended
-        by `now`, and every later event is recorded at a time read after
-        `now` (the clock is read per event), so the loop never writes into a
-        second the thread has taken; one flush runs at a time.
-        """
-        if self.flusher is not None and self.flusher.is_alive():
-            return  # the last one is still at it: this second waits for the next flush
-
-        def flush() -> None:
-            for msg in self.rec.take_complete(now):
-                self.emit(msg)
-
-        self.flusher = threading.Thread(target=flush, name="flush", daemon=True)
-        self.flusher.start()
 
     def run(self) -> None:
         """The worker's whole load: wait for the start, run until the end (or SIGTERM,
@@ -958,8 +934,6 @@ class Engine:
             self.epoll.close()
             os.close(wake_r)
             os.close(wake_w)
-            if self.flusher is not None:
-                self.flusher.join()
         now = self.now()
         if self.interrupted or now < plan.t_end - 0.001:
             # Cut short (SIGTERM), or load.max_requests spent before the end: the
