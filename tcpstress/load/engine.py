@@ -1,22 +1,28 @@
 """The load loop of one worker process: closed and open models.
 
-Structure: trio runs the worker (the open-model schedule, timers, timeouts,
-SIGTERM, the once-a-second flush), but the sockets themselves live in a
-private epoll set that one trio task waits on as a single file descriptor,
-and every ready socket is then handled by plain synchronous code (a small
-state machine per connection slot).
+Structure: one plain loop per worker around a private epoll set. Every ready
+socket is handled by synchronous code (a small state machine per connection
+slot), and everything that waits on time (the open model's schedule, ramp
+starts, think times, retries after errors, timeout sweeps, the flush of
+finished seconds) is a due time the loop sleeps until, in the same
+epoll_wait: no timer, task or task switch per operation.
 
-Why not one trio task per connection: measured on this 2-core machine against
-nginx (1 worker, keep-alive, 100 connections), one trio task per connection
-with trio.socket reached 27k requests/s and, with plain sockets and
-trio.lowlevel.wait_readable, 30k; the same loop over a private epoll reached
-72k, because trio's per-wait cost (two epoll_ctl calls, a task switch and the
-run-loop bookkeeping: about 20 µs) is paid once per batch of ready sockets
-instead of once per request. wrk -t1 did 99k in the same minute.
+Why no trio here (it ran this loop before): trio's per-wait cost (two
+epoll_ctl calls, a task switch and the run-loop bookkeeping) was paid once per
+batch of ready sockets, and the open model paid a timer and a task switch per
+operation; with small batches (the open model, churn) that was a large part
+of a request's cost, and importing trio took 0.2 s of every worker's start.
+Earlier, one trio task per connection reached 27-30k requests/s where the
+private epoll set reached 72k (nginx, keep-alive, 100 connections).
+
+SIGTERM (the runner ending a run early) sets a flag, and signal.set_wakeup_fd
+makes it end the current epoll wait at once.
 
 Timing: every timestamp is time.perf_counter() (CLOCK_MONOTONIC on Linux, like
 time.monotonic()), so it shares the clock of the runner, the other workers and
-the sampler. Tests pass trio.current_time under a MockClock instead.
+the sampler. The clock is read once per event (`Engine.t`): the response's
+end, the next request's start and the budget check share that reading. Tests
+pass a fake clock.
 """
 
 from __future__ import annotations
@@ -32,12 +38,10 @@ import signal
 import socket
 import ssl
 import struct
+import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
-
-import trio
-from trio.lowlevel import wait_readable
+from typing import Callable, Iterator
 
 from tcpstress.load import schedule
 from tcpstress.load.protocols import HttpResponseParser, ProtocolError, build_http_request
@@ -57,7 +61,7 @@ LATE_THRESHOLD_S = 0.010
 # again: failures such as EADDRNOTAVAIL or ECONNREFUSED return at once, and
 # without a pause failing slots would spin and starve the slots that work.
 ERROR_PAUSE_S = 0.002
-TIMER_TICK_S = 0.002  # retries after errors are started at this granularity
+FLUSH_EVERY_S = 0.25  # finished seconds go to the runner this often
 MAX_EVENTS = 1024
 
 EPOLLIN, EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
@@ -161,7 +165,8 @@ class Slot:
     def __init__(self, index: int, source: str | None):
         self.index = index
         self.source = source
-        self.sock: socket.socket | None = None
+        # socket.SocketType (plain) or ssl.SSLSocket (https)
+        self.sock: socket.SocketType | None = None
         self.fd = -1
         self.state = IDLE
         self.count = 0  # requests sent on the current connection
@@ -202,10 +207,9 @@ def _template(spec: RequestSpec, host: str) -> RequestTemplate:
             body: bytes | None = f.read()
     else:
         body = spec.body.encode() if spec.body else None
-    parts = dict(headers=spec.headers, body=body, content_type=spec.content_type)
-    return RequestTemplate(spec.name, spec.method,
-                           build_http_request(spec.method, spec.path, host, close=False, **parts),
-                           build_http_request(spec.method, spec.path, host, close=True, **parts))
+    return RequestTemplate(spec.name, spec.method, *(
+        build_http_request(spec.method, spec.path, host, close=close, headers=spec.headers, body=body,
+                           content_type=spec.content_type) for close in (False, True)))
 
 
 def weighted_picks(specs: tuple[RequestSpec, ...], seed: int) -> list[int]:
@@ -221,17 +225,21 @@ def weighted_picks(specs: tuple[RequestSpec, ...], seed: int) -> list[int]:
 class Engine:
     def __init__(self, plan: WorkerPlan, emit: Callable[[dict], None], clock: Callable[[], float] = time.perf_counter):
         self.now = clock
+        self.t = clock()  # the time of the event being handled: one clock read per event
         self.plan = plan
         self.emit = emit
         s = plan.scenario
         self.s = s
         self.rec = Recorder(plan.t0, plan.t_end)
+        self.t_end = plan.t_end
+        self.max_requests = plan.max_requests  # a property that splits the total: read once
         self.nreq = s.connection.effective_requests
         self.close_mode = s.connection.close
         self.sources = s.connection.source_addresses
         self.connect_timeout = s.connection.connect_timeout
         self.request_timeout = s.connection.request_timeout
         self.model = s.load.model
+        self.open_model = self.model == "open"
         self.http = s.target.is_http
         self.accepted = status_accepted(s.target.expect_status)
         if self.http:
@@ -253,14 +261,19 @@ class Engine:
         self.interrupted = False
         self.epoll = select.epoll()
         self.by_fd: dict[int, Slot] = {}
-        self.paused: list[Slot] = []
         self.in_flight = 0  # open model: operations started and not finished
         self.queue: collections.deque = collections.deque()  # open keep-alive: (n, intended) waiting for a slot
         self.idle: list[Slot] = []  # open keep-alive: slots with nothing to do
-        self.capacity_freed = trio.Event()
+        self.capacity = 1  # open model: connection slots of this worker
+        self.ops: Iterator[tuple[int, float]] = iter(())  # open model: the schedule still to start
+        self.next_op: tuple[int, float] | None = None
         self.closed_in_batch: set[int] = set()
         self.think_time = s.connection.think_time
         self.so_keepalive = s.connection.so_keepalive
+        # Plain sockets are the C type itself: socket.socket is a Python subclass
+        # whose __init__ and close() cost a few microseconds per connection. TLS
+        # needs the subclass (wrap_socket takes it over).
+        self.socket_type = socket.socket if self.tls is not None else socket.SocketType
         # Nagle holds a small segment only while earlier data is unacknowledged.
         # A request that fits one segment is sent when the previous answer (which
         # acknowledged the previous request) has arrived, so it never waits;
@@ -270,8 +283,9 @@ class Engine:
         # then the request): Nagle would hold the request for the server's
         # delayed ACK (40 ms a connection, measured with TLS 1.2).
         self.nodelay = max(len(t.keep) for t in self.templates) > 1200 or s.target.protocol == "https"
-        # (when, seq, slot): slots waiting for their ramp start or the end of their think time
-        self.wakeups: list = []
+        # (when, seq, slot): slots waiting for their ramp start, the end of their
+        # think time, or (closed model) their retry after an error
+        self.wakeups: list[tuple[float, int, Slot]] = []
         self.wakeup_seq = itertools.count()
 
     # --- helpers ---------------------------------------------------------------
@@ -282,23 +296,22 @@ class Engine:
     def budget_left(self) -> bool:
         """May another request start? Not past the end, and not beyond load.max_requests
         (counted as requests sent, so concurrent connections cannot overshoot it)."""
-        if self.now() >= self.plan.t_end:
+        if self.t >= self.t_end:
             return False
-        limit = self.plan.max_requests
-        return not limit or self.issued < limit
+        return not self.max_requests or self.issued < self.max_requests
 
     def requests_in_flight(self) -> int:
         """Requests on the wire now (and, open model, operations whose connection is being made)."""
-        busy = (SENDING, WAITING) if self.model == "closed" else BUSY_STATES
+        busy = BUSY_STATES if self.open_model else (SENDING, WAITING)
         return sum(1 for slot in self.by_fd.values() if slot.state in busy)
 
     # --- a slot's life: connect, send, read, close ------------------------------
 
     def connect(self, slot: Slot) -> None:
         # SOCK_NONBLOCK at creation saves the fcntl() of setblocking(False).
-        sock = socket.socket(self.plan.family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+        sock = self.socket_type(self.plan.family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
         slot.sock, slot.fd, slot.count = sock, sock.fileno(), 0
-        slot.t_conn = self.now()
+        slot.t_conn = self.t
         try:
             if self.nodelay:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -328,9 +341,15 @@ class Engine:
             self.fail(slot, OSError(err, os.strerror(err)))
 
     def connected(self, slot: Slot) -> None:
-        end = self.now()
+        end = self.t
         self.rec.connected(end, end - slot.t_conn)
-        if self.model == "closed" and not self.budget_left():
+        if self.http:
+            # One parser per slot, back at the start of a message after each response;
+            # a new one only after a connection that ended mid-response or in error.
+            parser = slot.parser
+            if parser is None or parser.in_progress or parser.error is not None:
+                slot.parser = HttpResponseParser(self.templates[0].method)
+        if not self.open_model and not self.budget_left():
             self.close_socket(slot)  # the run ended (or max_requests was reached) while connecting
             return
         if self.tls is not None:
@@ -340,12 +359,13 @@ class Engine:
 
     def start_tls(self, slot: Slot, now: float) -> None:
         """Wrap the connected socket; the handshake runs on the same edges as everything else."""
+        assert self.tls is not None and slot.sock is not None
         session = self.session if self.resume else None
         try:
-            slot.sock = self.tls.wrap_socket(slot.sock, server_hostname=self.server_name,
+            slot.sock = self.tls.wrap_socket(slot.sock, server_hostname=self.server_name,  # type: ignore[arg-type]
                                              do_handshake_on_connect=False, session=session)
         except ValueError:  # a session the context cannot take: a full handshake then
-            slot.sock = self.tls.wrap_socket(slot.sock, server_hostname=self.server_name,
+            slot.sock = self.tls.wrap_socket(slot.sock, server_hostname=self.server_name,  # type: ignore[arg-type]
                                              do_handshake_on_connect=False)
         slot.state = HANDSHAKING
         slot.t_tls = now
@@ -358,10 +378,11 @@ class Engine:
             self.fail(slot, exc)
 
     def handshake(self, slot: Slot) -> None:
-        slot.sock.do_handshake()  # SSLWantRead/WriteError: wait for the next edge
-        end = self.now()
-        self.rec.tls_handshake(end, end - slot.t_tls, slot.sock.session_reused)
-        if self.model == "closed" and not self.budget_left():
+        sock: ssl.SSLSocket = slot.sock  # type: ignore[assignment]
+        sock.do_handshake()  # SSLWantRead/WriteError: wait for the next edge
+        end = self.t
+        self.rec.tls_handshake(end, end - slot.t_tls, bool(sock.session_reused))
+        if not self.open_model and not self.budget_left():
             self.close_socket(slot)
             return
         self.send_request(slot)
@@ -378,17 +399,18 @@ class Engine:
         slot.count += 1
         self.issued += 1
         last = self.nreq != UNLIMITED and slot.count >= self.nreq
-        tpl = slot.tpl = self.next_template(slot)
+        tpl = slot.tpl = self.next_template(slot) if self.many else self.templates[0]
         req = tpl.close if (last and self.close_mode == "server") else tpl.keep
-        slot.t_req = self.now()
+        slot.t_req = t = self.t
         slot.first = 0.0
-        slot.deadline = slot.t_req + self.request_timeout
+        slot.deadline = t + self.request_timeout
         if self.http:
-            slot.parser = HttpResponseParser(tpl.method)
+            if self.many:
+                slot.parser.expect(tpl.method)  # type: ignore[union-attr]
         else:
             slot.want = len(req)
         try:
-            sent = slot.sock.send(req)
+            sent = slot.sock.send(req)  # type: ignore[union-attr]
         except WOULD_BLOCK:
             sent = 0
         except OSError as exc:
@@ -401,6 +423,7 @@ class Engine:
             slot.state = WAITING
 
     def on_event(self, slot: Slot, events: int) -> None:
+        self.t = self.now()
         state = slot.state
         try:
             if state == WAITING:
@@ -409,7 +432,7 @@ class Engine:
                 self.handshake(slot)
             elif state == CONNECTING:
                 if events & (select.EPOLLERR | select.EPOLLHUP):
-                    err = slot.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                    err = slot.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)  # type: ignore[union-attr]
                     raise OSError(err or errno.ECONNRESET, os.strerror(err or errno.ECONNRESET))
                 if events & EPOLLOUT:  # writable without an error flag: the handshake is done
                     self.connected(slot)
@@ -429,8 +452,10 @@ class Engine:
             self.fail(slot, exc)
 
     def send_rest(self, slot: Slot) -> None:
+        sock = slot.sock
+        assert sock is not None
         while slot.out:
-            sent = slot.sock.send(slot.out)  # BlockingIOError: wait for the next edge
+            sent = sock.send(slot.out)  # BlockingIOError: wait for the next edge
             slot.out = slot.out[sent:]
         slot.out = None
         slot.state = WAITING
@@ -441,22 +466,26 @@ class Engine:
     def drain(self, slot: Slot) -> None:
         """Read until the server's FIN, then carry on; EAGAIN waits for the next edge.
         Bytes here came after a complete response: nobody asked for them."""
+        sock = slot.sock
+        assert sock is not None
         unsolicited = False
         while True:
-            data = slot.sock.recv(RECV_SIZE)
+            data = sock.recv(RECV_SIZE)
             if not data:
                 break
             unsolicited = True
         if unsolicited:
-            self.rec.anomaly(self.now(), UNSOLICITED)
+            self.rec.anomaly(self.t, UNSOLICITED)
         self.close_socket(slot)
         self.after_connection(slot)
 
     def on_idle_readable(self, slot: Slot) -> None:
         """A connection between requests became readable: the server closed it
         (an idle keep-alive timeout, normal) or sent something nobody asked for."""
+        sock = slot.sock
+        assert sock is not None
         try:
-            data = slot.sock.recv(RECV_SIZE)
+            data = sock.recv(RECV_SIZE)
         except WOULD_BLOCK:
             return  # a TLS record that held no application data (a session ticket)
         except (ConnectionResetError, BrokenPipeError):
@@ -465,43 +494,53 @@ class Engine:
         # peer) is the connection failing: on_event counts it under its errno.
         thinking = slot.state == THINKING
         self.close_socket(slot)
-        self.rec.anomaly(self.now(), UNSOLICITED if data else SERVER_CLOSED)
+        self.rec.anomaly(self.t, UNSOLICITED if data else SERVER_CLOSED)
         slot.state = THINKING if thinking else IDLE  # the next request reconnects
 
     def on_readable(self, slot: Slot, events: int = 0) -> None:
         """Read until the answer is complete or the socket has nothing more (EAGAIN)."""
-        recv = slot.sock.recv
+        recv = slot.sock.recv  # type: ignore[union-attr]
+        parser = slot.parser
         while True:
             # BlockingIOError ends the turn (wait for the next edge); a reset
             # goes to fail(), which names it a stale connection when it is one.
             data = recv(RECV_SIZE)
             if not slot.first and data:
-                slot.first = self.now()
-            if self.http:
+                slot.first = self.t
+            if parser is not None:
                 if not data:
-                    responses = slot.parser.feed_eof()
+                    responses = parser.feed_eof()
                     if not responses:
                         raise StaleConnection() if self.is_stale(slot) else ShortResponse()
-                    self.response_done(slot, responses[0], closing=True, eof=True)
+                    self.response_done(slot, responses[0].status, closing=True, eof=True)
                     return
-                interim = slot.parser.interim
-                responses = slot.parser.feed(data)
-                if not responses and slot.parser.interim != interim and not slot.parser.in_progress:
+                whole = parser.feed_whole(data)
+                if whole is not None:
+                    # The common case: exactly one complete answer with a known head.
+                    status, close = whole
+                    closing = close or bool(events & EPOLLRDHUP)
+                    if closing and not close and (self.nreq == UNLIMITED or slot.count < self.nreq):
+                        self.rec.anomaly(self.t, SERVER_CLOSED)
+                    self.response_done(slot, status, closing)
+                    return
+                interim = parser.interim
+                responses = parser.feed(data)
+                if not responses and parser.interim != interim and not parser.in_progress:
                     # Only a 100 Continue so far: the answer's first byte is still to come.
                     slot.first = 0.0
                 if responses:
-                    if len(responses) > 1 or slot.parser.in_progress:
+                    if len(responses) > 1 or parser.in_progress:
                         # More than the one answer asked for: the framing of this
                         # connection cannot be trusted, so it ends here.
-                        self.rec.anomaly(self.now(), UNSOLICITED)
-                        self.response_done(slot, responses[0], closing=True, reset=True)
+                        self.rec.anomaly(self.t, UNSOLICITED)
+                        self.response_done(slot, responses[0].status, closing=True, reset=True)
                         return
                     # EPOLLRDHUP: the server's FIN came with the answer; the next
                     # request needs a new connection.
                     closing = responses[0].close or bool(events & EPOLLRDHUP)
                     if closing and not responses[0].close and (self.nreq == UNLIMITED or slot.count < self.nreq):
-                        self.rec.anomaly(self.now(), SERVER_CLOSED)
-                    self.response_done(slot, responses[0], closing=closing)
+                        self.rec.anomaly(self.t, SERVER_CLOSED)
+                    self.response_done(slot, responses[0].status, closing)
                     return
             else:
                 if not data:
@@ -518,7 +557,7 @@ class Engine:
     def echo_done(self, slot: Slot) -> None:
         if slot.want < 0:
             # More came back than was sent: not an echo of this request.
-            self.rec.anomaly(self.now(), UNSOLICITED)
+            self.rec.anomaly(self.t, UNSOLICITED)
             self.record_success(slot, 0)
             self.finish_request(slot, closing=True, reset=True)
             return
@@ -529,34 +568,42 @@ class Engine:
         """Where a request's latency is measured from: the open model's actual start, or
         in the closed model the request, except the first of a fresh connection, which
         pays for the handshake too."""
-        if self.model == "open":
+        if self.open_model:
             return slot.op_start
         return slot.t_conn if slot.count == 1 else slot.t_req
 
     def record_success(self, slot: Slot, status: int) -> None:
-        end = self.now()
-        start = self.request_start(slot)
-        corrected = end - slot.op_intended if self.model == "open" else None
+        end = self.t
+        if self.open_model:
+            start = slot.op_start
+            corrected: float | None = end - slot.op_intended
+        else:  # request_start(), inline: this runs once per request
+            start = slot.t_conn if slot.count == 1 else slot.t_req
+            corrected = None
         self.rec.request(end, end - start, slot.first - start, corrected, status,
-                         slot.tpl.name if self.many else None)
+                         slot.tpl.name if self.many else None)  # type: ignore[union-attr]
 
-    def response_done(self, slot: Slot, response, closing: bool, eof: bool = False, reset: bool = False) -> None:
+    def response_done(self, slot: Slot, status: int, closing: bool, eof: bool = False, reset: bool = False) -> None:
         """A complete HTTP response: a success if its status is expected, else an `HTTP nnn` error
         whose latency goes to the error histogram (a fast 503 must not improve p99)."""
-        status = response.status
         if self.accepted[status]:
             self.record_success(slot, status)
         else:
-            end = self.now()
+            end = self.t
             self.rec.failed_response(end, end - self.request_start(slot), status,
-                                     slot.tpl.name if self.many else None)
+                                     slot.tpl.name if self.many else None)  # type: ignore[union-attr]
         if self.tls is not None and self.resume and slot.count == 1:
+            sock: ssl.SSLSocket = slot.sock  # type: ignore[assignment]
             # TLS 1.3 sends its ticket after the handshake; by the first answer it is here.
-            self.session = slot.sock.session
+            # Reading .session copies it (CPython serialises and parses it again, peer
+            # certificate included), so it is read only after a full handshake: a
+            # resumed one goes on with the session it resumed.
+            if self.session is None or not sock.session_reused:
+                self.session = sock.session
         self.finish_request(slot, closing, eof, reset)
 
     def finish_request(self, slot: Slot, closing: bool, eof: bool = False, reset: bool = False) -> None:
-        if self.now() >= self.plan.t_end:
+        if self.t >= self.t_end:
             # Answered after the measured end: not counted, but the server did
             # serve it; reported with the requests still in flight.
             self.answered_after_end += 1
@@ -571,18 +618,20 @@ class Engine:
                 self.close_socket(slot)  # the server's FIN is already here
             elif not self.close_connection(slot, server_closing=closing):
                 return  # waiting for the server's FIN, or failed (fail() chose what comes next)
-        self.after_request(slot, connection_open=more)
+        self.after_request(slot, more)
 
     def close_connection(self, slot: Slot, server_closing: bool) -> bool:
         """Close the way the scenario says: client FIN, RST, or wait for the server's FIN.
         True when the connection is closed now."""
         if self.close_mode != "reset" and (self.close_mode == "server" or server_closing):
+            sock = slot.sock
+            assert sock is not None
             slot.state = DRAINING
-            slot.deadline = self.now() + self.request_timeout
+            slot.deadline = self.t + self.request_timeout
             # The FIN often came in the same batch as the answer: under edge
             # triggering there will be no new edge for it, so look now.
             try:
-                while slot.sock.recv(RECV_SIZE):
+                while sock.recv(RECV_SIZE):
                     pass
             except BlockingIOError:
                 return False
@@ -593,18 +642,19 @@ class Engine:
         return True
 
     def close_socket(self, slot: Slot) -> None:
-        if slot.sock is not None:
+        sock = slot.sock
+        if sock is not None:
             if self.close_mode == "reset":
                 # Every close of a reset run sends RST, also the ones cut off by
                 # the end or an error: a FIN would leave the TIME_WAIT that
                 # close = "reset" promises not to.
                 try:
-                    slot.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
                 except OSError:
                     pass
             self.by_fd.pop(slot.fd, None)
             self.closed_in_batch.add(slot.fd)
-            slot.sock.close()  # closing also removes it from the epoll set
+            sock.close()  # closing also removes it from the epoll set
             slot.sock = None
             slot.fd = -1
         slot.state = IDLE
@@ -613,24 +663,23 @@ class Engine:
         if (isinstance(exc, (ConnectionResetError, BrokenPipeError)) and slot.state in (SENDING, WAITING)
                 and self.is_stale(slot)):
             exc = StaleConnection()
-        self.rec.error(self.now(), error_name(exc))
+        self.rec.error(self.t, error_name(exc))
         self.close_socket(slot)
-        if self.model == "closed":
+        if not self.open_model:
             slot.state = PAUSED
-            slot.retry_at = self.now() + ERROR_PAUSE_S
-            self.paused.append(slot)
+            self.wake_later(slot, self.t + ERROR_PAUSE_S)
         else:
             self.finish_operation(slot)
 
     # --- what a slot does next, per model ---------------------------------------
 
     def after_request(self, slot: Slot, connection_open: bool) -> None:
-        if self.model == "closed":
+        if not self.open_model:
             if not self.budget_left():
                 self.close_socket(slot)
             elif self.think_time:
                 slot.state = THINKING
-                self.wake_later(slot, self.now() + self.think_time)
+                self.wake_later(slot, self.t + self.think_time)
             elif connection_open:
                 self.send_request(slot)
             else:
@@ -642,17 +691,19 @@ class Engine:
         heapq.heappush(self.wakeups, (when, next(self.wakeup_seq), slot))
 
     def wake(self, slot: Slot) -> None:
-        """A slot's ramp start or think time is over: its next request (or connection)."""
+        """A slot's ramp start, think time or pause after an error is over: its next
+        request (or connection)."""
         if not self.budget_left():
             self.close_socket(slot)
         elif slot.sock is not None:
             self.send_request(slot)
         else:
+            slot.state = IDLE
             self.connect(slot)
 
     def after_connection(self, slot: Slot) -> None:
         """The connection ended after the server's FIN (DRAINING is over)."""
-        if self.model == "closed":
+        if not self.open_model:
             if self.budget_left():
                 self.connect(slot)
         else:
@@ -664,7 +715,6 @@ class Engine:
         if self.nreq == 1:
             self.in_flight -= 1
             self.idle.append(slot)
-            self.capacity_freed.set()
         elif self.queue:
             n, intended = self.queue.popleft()
             self.begin_operation(slot, n, intended)
@@ -672,7 +722,7 @@ class Engine:
             self.idle.append(slot)
 
     def begin_operation(self, slot: Slot, n: int, intended: float) -> None:
-        start = self.now()
+        start = self.t
         slot.op_n, slot.op_intended, slot.op_start = n, intended, start
         self.rec.started(start, start - intended, LATE_THRESHOLD_S)
         if slot.sock is None:
@@ -682,62 +732,9 @@ class Engine:
         else:
             self.send_request(slot)
 
-    # --- trio tasks ------------------------------------------------------------
+    # --- the open model's schedule ---------------------------------------------
 
-    async def pump(self) -> None:
-        """Wait for the private epoll set as one fd, then serve every ready socket."""
-        poll = self.epoll.poll
-        by_fd = self.by_fd
-        on_event = self.on_event
-        closed = self.closed_in_batch
-        while True:
-            await wait_readable(self.epoll)
-            closed.clear()
-            for fd, events in poll(0, MAX_EVENTS):
-                # An fd closed earlier in this batch may already belong to a
-                # new socket: its event here is stale, so skip it.
-                if fd in closed:
-                    continue
-                slot = by_fd.get(fd)
-                if slot is not None:
-                    on_event(slot, events)
-
-    async def timers(self) -> None:
-        """Restart paused slots, wake thinking or ramping slots, enforce timeouts."""
-        next_sweep = 0.0
-        # Timeouts are enforced to a tenth of their length: the sweep walks every
-        # open socket, which at 15,000 connections a worker cost a fifth of a
-        # core when it ran every 50 ms.
-        sweep_every = min(1.0, max(TIMER_TICK_S, min(self.connect_timeout, self.request_timeout) / 10))
-        wakeups = self.wakeups
-        while True:
-            await trio.sleep(TIMER_TICK_S)
-            now = self.now()
-            while wakeups and wakeups[0][0] <= now:
-                self.wake(heapq.heappop(wakeups)[2])
-            if self.paused:
-                due = [s for s in self.paused if s.retry_at <= now]
-                if due:
-                    self.paused = [s for s in self.paused if s.retry_at > now]
-                    for slot in due:
-                        slot.state = IDLE
-                        if self.budget_left():
-                            self.connect(slot)
-            if now >= next_sweep:
-                next_sweep = now + sweep_every
-                for slot in list(self.by_fd.values()):
-                    if slot.deadline > now:
-                        continue
-                    if slot.state == DRAINING:
-                        # The answer was counted; only the close it announced is late.
-                        self.rec.anomaly(now, CLOSE_TIMEOUT)
-                        self.close_socket(slot)
-                        self.after_connection(slot)
-                    elif slot.state in BUSY_STATES:
-                        self.fail(slot, ConnectTimeout() if slot.state == CONNECTING else
-                                  HandshakeTimeout() if slot.state == HANDSHAKING else RequestTimeout())
-
-    def _operations(self):
+    def _operations(self) -> Iterator[tuple[int, float]]:
         load = self.s.load
         schedule_start = self.plan.t_start
         if load.stage:
@@ -749,89 +746,194 @@ class Engine:
         for n, offset in ops:
             yield n, schedule_start + offset
 
-    async def open_dispatch(self) -> None:
-        """Start each operation at its intended time (open model).
+    def start_schedule(self) -> None:
+        """Open model: the slots and the schedule, started by dispatch_due() as time passes."""
+        self.capacity = max(1, self.plan.connections)
+        self.idle = [Slot(i, self.source_for(i * self.plan.workers + self.plan.index)) for i in range(self.capacity)]
+        self.ops = self._operations()
+        self.next_op = next(self.ops, None)
+
+    def dispatch_due(self) -> float | None:
+        """Start every operation whose intended time has come (open model); return when
+        the next one is due, or None when none is waiting on time (the schedule is
+        done, or churn has all its connections busy and waits for one to end).
 
         Churn: a new connection per operation, at most `connections` in
         flight; an operation that finds them all busy starts late, and the
         lag is counted. Keep-alive: operations go to an idle connection or
         wait in a queue; corrected latency includes that wait, as in wrk2.
+        The epoll loop calls this after every batch and sleeps until the time
+        it returns: no timer or task switch per operation.
         """
-        offset = trio.current_time() - self.now()
-        capacity = max(1, self.plan.connections)
-        self.idle = [Slot(i, self.source_for(i * self.plan.workers + self.plan.index)) for i in range(capacity)]
-        for n, intended in self._operations():
+        ops = self.ops
+        op = self.next_op
+        while op is not None:
+            n, intended = op
+            now = self.now()
+            if intended > now:
+                self.next_op = op
+                return intended
+            self.t = now
             if not self.budget_left():
-                break
-            await trio.sleep_until(intended + offset)
+                self.next_op = None
+                return None
             if self.nreq == 1:
-                while self.in_flight >= capacity:
-                    self.capacity_freed = trio.Event()
-                    await self.capacity_freed.wait()
+                if self.in_flight >= self.capacity:
+                    self.next_op = op
+                    return None  # late: it starts when a connection is free
                 self.in_flight += 1
                 self.begin_operation(self.idle.pop(), n, intended)
             elif self.idle:
                 self.begin_operation(self.idle.pop(), n, intended)
             else:
                 self.queue.append((n, intended))
+            op = next(ops, None)
+        self.next_op = None
+        return None
 
-    async def _flusher(self) -> None:
-        while True:
-            await trio.sleep(0.25)
-            for msg in self.rec.take_complete(self.now()):
-                self.emit(msg)
+    # --- the loop --------------------------------------------------------------
 
-    async def _stop_on_sigterm(self, scope) -> None:
+    def timers(self, now: float) -> None:
+        """Wake slots whose ramp start, think time or retry pause is over."""
+        wakeups = self.wakeups
+        while wakeups and wakeups[0][0] <= now:
+            self.t = self.now()
+            self.wake(heapq.heappop(wakeups)[2])
+
+    def sweep(self, now: float) -> None:
+        """Enforce connect, handshake and request timeouts."""
+        self.t = now
+        for slot in list(self.by_fd.values()):
+            if slot.deadline > now:
+                continue
+            if slot.state == DRAINING:
+                # The answer was counted; only the close it announced is late.
+                self.rec.anomaly(now, CLOSE_TIMEOUT)
+                self.close_socket(slot)
+                self.after_connection(slot)
+            elif slot.state in BUSY_STATES:
+                self.fail(slot, ConnectTimeout() if slot.state == CONNECTING else
+                          HandshakeTimeout() if slot.state == HANDSHAKING else RequestTimeout())
+
+    def serve(self, events: list[tuple[int, int]]) -> None:
+        """Handle one batch of ready sockets."""
+        closed = self.closed_in_batch
+        closed.clear()
+        by_fd = self.by_fd
+        on_event = self.on_event
+        for fd, ev in events:
+            # An fd closed earlier in this batch may already belong to a
+            # new socket: its event here is stale, so skip it.
+            if fd in closed:
+                continue
+            slot = by_fd.get(fd)
+            if slot is not None:
+                on_event(slot, ev)
+
+    def finished(self) -> bool:
+        """Nothing left to do before the end: the request budget is spent (closed model)
+        or the schedule is (open), and nothing is on the wire or about to be."""
+        if self.open_model:
+            return self.next_op is None and (not self.by_fd or not self.budget_left())
+        return not self.budget_left() and not self.by_fd and not self.wakeups
+
+    def start_closed(self) -> None:
+        plan = self.plan
+        slots = [Slot(i, self.source_for(i * plan.workers + plan.index)) for i in range(plan.connections)]
+        ramp = self.s.load.ramp
+        for i, slot in enumerate(slots):
+            if ramp:
+                # Connections open one after another over the ramp
+                # rather than as one burst against the listen backlog.
+                slot.state = THINKING
+                self.wake_later(slot, plan.t_start + ramp * i / len(slots))
+            elif not self.interrupted:
+                # connect() can take milliseconds when the port range is nearly
+                # used up: SIGTERM and the run's end still get through between them.
+                self.t = self.now()
+                if self.t >= self.t_end:
+                    break
+                self.connect(slot)
+
+    def loop(self) -> None:
+        """Until the end: serve ready sockets, start what is due, sleep until the next
+        thing due (an operation, a wake-up, a timeout sweep, a flush) or a socket event."""
+        poll = self.epoll.poll
+        t_end = self.t_end
+        # Timeouts are enforced to a tenth of their length: the sweep walks every
+        # open socket, which at 15,000 connections a worker cost a fifth of a
+        # core when it ran every 50 ms.
+        sweep_every = min(1.0, max(0.002, min(self.connect_timeout, self.request_timeout) / 10))
+        now = self.now()
+        next_sweep = now + sweep_every
+        next_flush = now + FLUSH_EVERY_S
+        open_model = self.open_model
+        wakeups = self.wakeups
+        while not self.interrupted:
+            self.t = now = self.now()
+            if now >= t_end:
+                break
+            due = t_end
+            if open_model:
+                op_due = self.dispatch_due()
+                if op_due is not None and op_due < due:
+                    due = op_due
+            if wakeups:
+                if wakeups[0][0] <= now:
+                    self.timers(now)
+                if wakeups and wakeups[0][0] < due:
+                    due = wakeups[0][0]
+            if now >= next_sweep:
+                next_sweep = now + sweep_every
+                self.sweep(now)
+            if now >= next_flush:
+                next_flush = now + FLUSH_EVERY_S
+                for msg in self.rec.take_complete(now):
+                    self.emit(msg)
+            if self.finished():
+                break
+            due = min(due, next_sweep, next_flush)
+            events = poll(max(0.0, due - self.now()), MAX_EVENTS)
+            if events:
+                self.serve(events)
+
+    def run(self) -> None:
+        """The worker's whole load: wait for the start, run until the end (or SIGTERM,
+        or the request budget), then report every interval."""
+        plan = self.plan
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         # The runner sends SIGTERM to end a run early (Ctrl-C, a failure
         # elsewhere): stop the load and still report every finished interval.
-        with trio.open_signal_receiver(signal.SIGTERM) as signals:
-            async for _ in signals:
-                self.interrupted = True
-                scope.cancel()
-                return
-
-    async def run(self) -> None:
-        plan = self.plan
-        offset = trio.current_time() - self.now()
-        await trio.sleep_until(plan.t_start + offset)
+        # The wake-up fd makes a signal end the epoll wait at once (Python
+        # would otherwise retry the wait after the handler).
+        self.epoll.register(wake_r, EPOLLIN | select.EPOLLET)  # edge: never needs draining
+        on_main_thread = threading.current_thread() is threading.main_thread()
+        if on_main_thread:
+            old_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
+            old_wakeup = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         try:
-            with trio.move_on_at(plan.t_end + offset) as run_scope:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._flusher)
-                    nursery.start_soon(self._stop_on_sigterm, run_scope)
-                    nursery.start_soon(self.pump)
-                    nursery.start_soon(self.timers)
-                    if self.model == "closed":
-                        slots = [Slot(i, self.source_for(i * plan.workers + plan.index))
-                                 for i in range(plan.connections)]
-                        ramp = self.s.load.ramp
-                        for i, slot in enumerate(slots):
-                            if ramp:
-                                # Connections open one after another over the ramp
-                                # rather than as one burst against the listen backlog.
-                                slot.state = THINKING
-                                self.wake_later(slot, plan.t_start + ramp * i / len(slots))
-                            else:
-                                self.connect(slot)
-                                if i % 64 == 63:
-                                    # connect() can take milliseconds when the port
-                                    # range is nearly used up: let the run's end,
-                                    # SIGTERM and the flush still get through.
-                                    await trio.sleep(0)
-                        # The slots run until the end, or until the request
-                        # budget is spent and the last requests are answered.
-                        while self.budget_left() or self.by_fd or self.paused or self.wakeups:
-                            await trio.sleep(0.05)
-                    else:
-                        await self.open_dispatch()
-                        while self.by_fd and self.budget_left():
-                            await trio.sleep(0.05)
-                    nursery.cancel_scope.cancel()
+            while not self.interrupted:
+                left = plan.t_start - self.now()
+                if left <= 0:
+                    break
+                self.epoll.poll(left, 1)
+            if not self.interrupted:
+                if self.open_model:
+                    self.start_schedule()
+                else:
+                    self.start_closed()
+                self.loop()
         finally:
+            if on_main_thread:
+                signal.set_wakeup_fd(old_wakeup)
+                signal.signal(signal.SIGTERM, old_handler)
+            self.t = self.now()
             self.in_flight_at_end = self.requests_in_flight() + self.answered_after_end
             for slot in list(self.by_fd.values()):
                 self.close_socket(slot)
             self.epoll.close()
+            os.close(wake_r)
+            os.close(wake_w)
         now = self.now()
         if self.interrupted or now < plan.t_end - 0.001:
             # Cut short (SIGTERM), or load.max_requests spent before the end: the
@@ -842,6 +944,9 @@ class Engine:
             msgs = self.rec.take_all()
         for msg in msgs:
             self.emit(msg)
+
+    def _on_sigterm(self, signum: int, frame: object) -> None:
+        self.interrupted = True
 
 
 def _host_header(host: str, port: int, protocol: str = "http") -> str:

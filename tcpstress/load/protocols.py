@@ -19,6 +19,7 @@ checked for syntax and skipped.
 from __future__ import annotations
 
 import re
+from typing import Any, Literal
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -235,7 +236,9 @@ class _Http1Parser:
         self._buf = bytearray()  # an incomplete line-oriented part, never body bytes
         self._scanned = 0  # bytes of _buf already searched for the end of a head/trailer
         self._remaining = 0
-        self._message: Request | Response | None = None
+        # The message whose body is being read (Request or Response), None between messages;
+        # Any because the hot loop uses it without a None check in states where it is set.
+        self._message: Any = None
         self._error: ProtocolError | None = None
 
     @property
@@ -275,7 +278,7 @@ class _Http1Parser:
         """The refusal that ended parsing, once there is one."""
         return self._error
 
-    def _feed(self, data: bytes, done: list) -> None:
+    def _feed(self, data: bytes | bytearray, done: list) -> None:
         buf = self._buf
         if buf:
             buf += data
@@ -461,11 +464,11 @@ def _wants_close(version: int, low_head: bytes) -> bool:
 # repeats the same head until its Date changes, so a load test's answers are
 # mostly hits: measured on the 2-core machine, 15 us a response for the strict
 # path, ~3 us on a hit. Bounded: a server that varies its heads refills it.
-_KNOWN_HEADS: dict[bytes, tuple[int, bool, int] | bool] = {}
+_KNOWN_HEADS: dict[bytes, tuple[int, bool, int] | Literal[False]] = {}
 _KNOWN_HEADS_MAX = 64
 
 
-def _learn_head(head: bytes) -> tuple[int, bool, int] | bool:
+def _learn_head(head: bytes) -> tuple[int, bool, int] | Literal[False]:
     """Read a complete head if it is the common case: HTTP/1.1, 2xx but not 204, one
     Content-Length of plain digits, no Transfer-Encoding, at most one Connection field
     saying close or keep-alive. Same grammar as the strict path; anything else -> False."""
@@ -476,7 +479,7 @@ def _learn_head(head: bytes) -> tuple[int, bool, int] | bool:
     return known
 
 
-def _common_head(head: bytes) -> tuple[int, bool, int] | bool:
+def _common_head(head: bytes) -> tuple[int, bool, int] | Literal[False]:
     match = _FAST_HEAD.fullmatch(head)
     if match is None:
         return False
@@ -530,6 +533,32 @@ class HttpResponseParser(_Http1Parser):
 
     # Class-level so the conformance tests can run every case through both paths.
     fast_path = True
+
+    def expect(self, request_method: str) -> None:
+        """The next request on this connection uses `request_method` (a HEAD's answer has no body)."""
+        self._head_request = request_method == "HEAD" or request_method.upper() == "HEAD"
+
+    def feed_whole(self, data: bytes) -> tuple[int, bool] | None:
+        """(status, close) when `data` is exactly one complete response with a known common
+        head, else None and nothing consumed (the caller then uses feed()).
+
+        The engine's hot path: no Response object, no list, one dict lookup of the head.
+        Measured on the 2-core machine with nginx's 17-byte answer: 1.0 us against 2.4-3.3 us
+        for feed() through the same cache and 1.7-1.8 us for httptools (llhttp, C) with only
+        its message-complete callback, so httptools would add a dependency and be slower.
+        """
+        if self._state or self._buf or self._head_request or not self.fast_path:
+            return None
+        head_end = data.find(b"\r\n\r\n") + 4
+        if head_end < 4 or head_end > self.max_header_bytes:
+            return None
+        head = data[:head_end]
+        known = _KNOWN_HEADS.get(head)
+        if known is None:
+            known = _learn_head(head)
+        if not known or len(data) - head_end != known[2] or known[2] > self.max_body_bytes:
+            return None
+        return known[0], known[1]
 
     def feed(self, data: bytes) -> list:
         """Take the next bytes from the server; return the responses they complete, in order."""

@@ -16,12 +16,10 @@ import resource
 import signal
 import sys
 
-import trio
-
 from tcpstress.load.engine import Engine, WorkerPlan
 from tcpstress.scenario import Scenario
 
-FD_MARGIN = 64  # stdin/stdout, the listener-free rest a trio process needs
+FD_MARGIN = 64  # stdin/stdout, the epoll set, the signal wake-up pipe and the interpreter's own
 
 
 def raise_fd_limit() -> int:
@@ -67,7 +65,7 @@ def main() -> int:
     engine = Engine(plan, emit)
     emit({"type": "ready", "connections": plan.connections})
     try:
-        trio.run(engine.run)
+        engine.run()
     except KeyboardInterrupt:
         pass
     emit({"type": "done", "requests": engine.rec.requests_total, "connections": engine.rec.connections_total,

@@ -63,7 +63,23 @@ def feed_split(parser, data: bytes, cuts) -> list:
     return out
 
 
-FEEDERS = {"whole": feed_whole, "bytewise": feed_bytewise}
+def feed_engine_way(parser, data: bytes) -> list:
+    """As the engine reads a response: feed_whole() first (one complete common answer, no
+    Response object), feed() when it declines. What it accepts must be what feed() says."""
+    whole = parser.feed_whole(data) if isinstance(parser, HttpResponseParser) else None
+    if whole is None:
+        return parser.feed(data)
+    status, close = whole
+    head_end = data.find(b"\r\n\r\n") + 4
+    strict = HttpResponseParser()
+    strict.fast_path = False
+    assert [summary(r) for r in strict.feed(data)] == [(status, close, len(data) - head_end)]
+    response = protocols.Response(status, 11, close, head_end)
+    response.body_bytes = len(data) - head_end
+    return [response]
+
+
+FEEDERS = {"whole": feed_whole, "bytewise": feed_bytewise, "engine": feed_engine_way}
 
 
 def summary(message) -> tuple:

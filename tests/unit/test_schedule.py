@@ -1,7 +1,8 @@
 
+import heapq
+import itertools
+
 import pytest
-import trio
-import trio.testing
 from hypothesis import given, settings, strategies as st
 
 from tcpstress.load import schedule
@@ -49,48 +50,63 @@ def test_split_evenly(total, parts):
     assert sum(shares) == total and max(shares) - min(shares) <= 1
 
 
-def _engine(rate, duration, workers=1, index=0, ramp=0.0, connections=1000):
+class VirtualClock:
+    """The engines' clock in these tests: it only moves when the test moves it."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _engine(rate, duration, clock, workers=1, index=0, ramp=0.0, connections=1000):
     s = build({"target": {"host": "127.0.0.1", "port": 9}, "load": {
         "model": "open", "rate": rate, "duration": duration, "ramp": ramp, "connections": connections},
         "connection": {"keepalive": False}})
     plan = WorkerPlan(scenario=s, family=2, sockaddr=("127.0.0.1", 9), index=index, workers=workers,
                       t_start=0.0, t0=0.0, t_end=duration)
-    return Engine(plan, emit=lambda m: None, clock=trio.current_time)
+    return Engine(plan, emit=lambda m: None, clock=clock)
 
 
-def _fake_operations(eng, nursery, log, op_seconds):
-    """Replace the socket work: an operation 'runs' for op_seconds of virtual time."""
+def _run_virtual(engines, clock, log, op_seconds):
+    """Drive the engines' open-model dispatchers as their epoll loop does, with the socket
+    work replaced: an operation 'runs' for op_seconds of virtual time, and the clock jumps
+    to whatever is due next (an operation's start or an operation's end)."""
+    finishes = []
+    seq = itertools.count()
 
-    async def finish_later(slot):
-        await trio.sleep(op_seconds)
-        eng.finish_operation(slot)
+    def fake_begin(eng):
+        def begin(slot, n, intended):
+            start = eng.now()
+            eng.rec.started(start, start - intended, 0.001)
+            log.append((n, intended, start))
+            heapq.heappush(finishes, (start + op_seconds, next(seq), eng, slot))
+        return begin
 
-    def begin(slot, n, intended):
-        start = eng.now()
-        eng.rec.started(start, start - intended, 0.001)
-        log.append((n, intended, start))
-        nursery.start_soon(finish_later, slot)
-
-    eng.begin_operation = begin
+    for eng in engines:
+        eng.begin_operation = fake_begin(eng)
+        eng.start_schedule()
+    while True:
+        due = [t for t in (eng.dispatch_due() for eng in engines) if t is not None]
+        if finishes:
+            due.append(finishes[0][0])
+        if not due:
+            return
+        clock.t = min(due)
+        while finishes and finishes[0][0] <= clock.t:
+            _, _, eng, slot = heapq.heappop(finishes)
+            eng.t = clock.t
+            eng.finish_operation(slot)
 
 
 @pytest.mark.parametrize("workers", [1, 3])
 def test_open_model_starts_on_schedule_in_virtual_time(workers):
     """Each worker starts its operations at their intended times; together they are the whole schedule."""
     starts = []
-
-    async def one_worker(index):
-        eng = _engine(rate=50, duration=2.0, workers=workers, index=index)
-        async with trio.open_nursery() as nursery:
-            _fake_operations(eng, nursery, starts, op_seconds=0.5)  # slower than the gap: overlap allowed
-            await eng.open_dispatch()
-
-    async def main():
-        async with trio.open_nursery() as workers_nursery:
-            for index in range(workers):
-                workers_nursery.start_soon(one_worker, index)
-
-    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    clock = VirtualClock()
+    engines = [_engine(rate=50, duration=2.0, clock=clock, workers=workers, index=i) for i in range(workers)]
+    _run_virtual(engines, clock, starts, op_seconds=0.5)  # slower than the gap: overlap allowed
     ns = sorted(n for n, _, _ in starts)
     assert ns == list(range(100))
     for n, intended, actual in starts:
@@ -101,15 +117,9 @@ def test_open_model_starts_on_schedule_in_virtual_time(workers):
 def test_open_model_counts_late_starts_when_capacity_runs_out():
     """With one slot and operations slower than the gap, starts fall behind and are counted as late."""
     starts = []
-
-    async def main():
-        eng = _engine(rate=10, duration=1.0, connections=1)
-        async with trio.open_nursery() as nursery:
-            _fake_operations(eng, nursery, starts, op_seconds=0.2)  # twice the 0.1 s gap
-            await eng.open_dispatch()
-        return eng
-
-    eng = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    clock = VirtualClock()
+    eng = _engine(rate=10, duration=1.0, clock=clock, connections=1)
+    _run_virtual([eng], clock, starts, op_seconds=0.2)  # twice the 0.1 s gap
     # operation n starts at 0.2 n instead of 0.1 n: every one after the first is late
     lags = [actual - intended for _, intended, actual in starts]
     assert lags[0] == pytest.approx(0) and all(lag > 0.05 for lag in lags[1:])
@@ -188,21 +198,11 @@ def test_engine_follows_the_stages_in_virtual_time():
     s = build({"target": {"host": "127.0.0.1", "port": 9}, "load": {
         "stage": [{"rate": 10, "lasts": "1s"}, {"rate": 40, "lasts": "1s"}], "connections": 100},
         "connection": {"keepalive": False}})
-
-    async def one_worker(index):
-        plan = WorkerPlan(scenario=s, family=2, sockaddr=("127.0.0.1", 9), index=index, workers=2,
-                          t_start=0.0, t0=0.0, t_end=2.0)
-        eng = Engine(plan, emit=lambda m: None, clock=trio.current_time)
-        async with trio.open_nursery() as nursery:
-            _fake_operations(eng, nursery, starts, op_seconds=0.05)
-            await eng.open_dispatch()
-
-    async def main():
-        async with trio.open_nursery() as n:
-            for index in range(2):
-                n.start_soon(one_worker, index)
-
-    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    clock = VirtualClock()
+    engines = [Engine(WorkerPlan(scenario=s, family=2, sockaddr=("127.0.0.1", 9), index=index, workers=2,
+                                 t_start=0.0, t0=0.0, t_end=2.0), emit=lambda m: None, clock=clock)
+               for index in range(2)]
+    _run_virtual(engines, clock, starts, op_seconds=0.05)
     assert sorted(n for n, _, _ in starts) == list(range(50))
     in_first = [1 for _, intended, _ in starts if intended < 1.0]
     assert len(in_first) == 10
