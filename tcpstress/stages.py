@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from hdrh.histogram import HdrHistogram
+
 from tcpstress import results
 from tcpstress.load.schedule import Piecewise
 
@@ -38,7 +40,7 @@ def spans(stages) -> list[StageSpan]:
     return out
 
 
-def stage_hists(folder: Path, span: StageSpan) -> dict[str, results.HdrHistogram]:
+def stage_hists(folder: Path, span: StageSpan) -> dict[str, HdrHistogram]:
     """The stage's histograms per metric, merged from the per-second .hlog lines."""
     hists = {}
     for metric in results.METRICS:

@@ -41,16 +41,16 @@ def _state_peak(state: str, entry: dict[str, Any]) -> str:
     return f"{state} {peak:,}"
 
 
-def _is_loopback(target: dict) -> bool:
+def _is_loopback(target: dict[str, Any]) -> bool:
     if "scope" in target:
-        return target["scope"] == "loopback"
+        return bool(target["scope"] == "loopback")
     try:  # result.json from before the target's scope was recorded
         return ipaddress.ip_address(str(target.get("host", ""))).is_loopback
     except ValueError:
         return False
 
 
-def _both_ends_seen(states: dict) -> bool:
+def _both_ends_seen(states: dict[str, Any]) -> bool:
     return any(int((per_state.get("ESTABLISHED") or {}).get("peak", 0) or 0) > 0 for per_state in states.values())
 
 

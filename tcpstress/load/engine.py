@@ -41,7 +41,7 @@ import struct
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from tcpstress.load import schedule
 from tcpstress.load.protocols import HttpResponseParser, ProtocolError, build_http_request
@@ -138,7 +138,7 @@ class WorkerPlan:
 
     scenario: Scenario
     family: int
-    sockaddr: tuple
+    sockaddr: tuple[Any, ...]
     index: int = 0
     workers: int = 1
     t_start: float = 0.0  # load begins (warm-up starts)
@@ -223,7 +223,7 @@ def weighted_picks(specs: tuple[RequestSpec, ...], seed: int) -> list[int]:
 
 
 class Engine:
-    def __init__(self, plan: WorkerPlan, emit: Callable[[dict], None], clock: Callable[[], float] = time.perf_counter):
+    def __init__(self, plan: WorkerPlan, emit: Callable[[dict[str, Any]], None], clock: Callable[[], float] = time.perf_counter):
         self.now = clock
         self.t = clock()  # the time of the event being handled: one clock read per event
         self.plan = plan
@@ -262,7 +262,7 @@ class Engine:
         self.epoll = select.epoll()
         self.by_fd: dict[int, Slot] = {}
         self.in_flight = 0  # open model: operations started and not finished
-        self.queue: collections.deque = collections.deque()  # open keep-alive: (n, intended) waiting for a slot
+        self.queue: collections.deque[tuple[int, float]] = collections.deque()  # open keep-alive: (n, intended) waiting for a slot
         self.idle: list[Slot] = []  # open keep-alive: slots with nothing to do
         self.capacity = 1  # open model: connection slots of this worker
         self.ops: Iterator[tuple[int, float]] = iter(())  # open model: the schedule still to start

@@ -19,7 +19,7 @@ checked for syntax and skipped.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any, Literal, Union
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -222,6 +222,9 @@ def _content_length(value: bytes, max_body: int) -> int:
     return length
 
 
+Message = Union[Response, Request]
+
+
 class _Http1Parser:
     """Framing shared by requests and responses: head, then a counted, discarded body."""
 
@@ -256,11 +259,11 @@ class _Http1Parser:
         """Body bytes still expected for a Content-Length message, else None."""
         return self._remaining if self._state == _BODY else None
 
-    def feed(self, data: bytes) -> list:
+    def feed(self, data: bytes) -> list[Message]:
         """Take the next bytes from the peer; return the messages they complete, in order."""
         if self._state == _FAILED:
             raise self._error  # type: ignore[misc]
-        done: list = []
+        done: list[Message] = []
         try:
             self._feed(data, done)
         except ProtocolError as exc:
@@ -278,7 +281,7 @@ class _Http1Parser:
         """The refusal that ended parsing, once there is one."""
         return self._error
 
-    def _feed(self, data: bytes | bytearray, done: list) -> None:
+    def _feed(self, data: bytes | bytearray, done: list[Message]) -> None:
         buf = self._buf
         if buf:
             buf += data
@@ -376,7 +379,7 @@ class _Http1Parser:
         if pos < end or buf:
             self._keep_unparsed(data, pos, end)
 
-    def _keep_unparsed(self, data, pos: int, end: int) -> None:
+    def _keep_unparsed(self, data: bytes | bytearray, pos: int, end: int) -> None:
         if pos >= end:
             if self._buf:
                 self._buf.clear()
@@ -385,7 +388,7 @@ class _Http1Parser:
         else:
             self._buf = bytearray(data[pos:])
 
-    def _start_chunk(self, data, pos: int, line_end: int) -> int:
+    def _start_chunk(self, data: bytes | bytearray, pos: int, line_end: int) -> int:
         size_end = line_end
         semicolon = data.find(b";", pos, line_end)
         if semicolon >= 0:
@@ -404,7 +407,7 @@ class _Http1Parser:
             self._state = _CHUNK_DATA
         return line_end + 2
 
-    def _frame_body(self, low_head: bytes, message, *, is_request: bool) -> None:
+    def _frame_body(self, low_head: bytes, message: Message, *, is_request: bool) -> None:
         """Set the state for the body of `message` from its framing fields."""
         transfer_encoding = _field_value(low_head, b"\r\ntransfer-encoding:")
         if transfer_encoding is not None:
@@ -434,14 +437,14 @@ class _Http1Parser:
             message.close = True
             self._state = _UNTIL_CLOSE
 
-    def _check_partial_head(self, data, pos: int, end: int) -> None:
+    def _check_partial_head(self, data: bytes | bytearray, pos: int, end: int) -> None:
         if end - pos > self.max_header_bytes:
             raise ProtocolError("headers too large", f"over {self.max_header_bytes} bytes")
         # A peer that speaks LF-only would otherwise wait out the size limit.
         if data.find(b"\n\n", pos + max(0, self._scanned - 1), end) >= 0:
             raise ProtocolError("bare LF line endings")
 
-    def _start_message(self, head: bytes):  # pragma: no cover - overridden
+    def _start_message(self, head: bytes) -> Message | None:  # pragma: no cover - overridden
         raise NotImplementedError
 
 
@@ -560,7 +563,7 @@ class HttpResponseParser(_Http1Parser):
             return None
         return known[0], known[1]
 
-    def feed(self, data: bytes) -> list:
+    def feed(self, data: bytes) -> list[Response]:  # type: ignore[override]
         """Take the next bytes from the server; return the responses they complete, in order."""
         if self._state == _HEAD and self.fast_path and not self._buf and not self._head_request:
             head_end = data.find(b"\r\n\r\n") + 4
@@ -581,7 +584,7 @@ class HttpResponseParser(_Http1Parser):
                         self._remaining = length - body
                         self._state = _BODY
                         return []
-        return super().feed(data)
+        return super().feed(data)  # type: ignore[return-value]  # this parser starts only Responses
 
     def feed_eof(self) -> list[Response]:
         """The server closed: return a response whose body ran until the close, if any."""
@@ -598,7 +601,7 @@ class HttpResponseParser(_Http1Parser):
             raise self._error
         return []
 
-    def _check_partial_head(self, data, pos: int, end: int) -> None:
+    def _check_partial_head(self, data: bytes | bytearray, pos: int, end: int) -> None:
         # Garbage shows in the first bytes: say so now, not after 64 KiB.
         prefix_len = min(end - pos, len(_STATUS_PREFIX))
         if data[pos : pos + prefix_len] != _STATUS_PREFIX[:prefix_len]:
@@ -647,7 +650,7 @@ class HttpRequestParser(_Http1Parser):
     ) -> None:
         super().__init__(max_header_bytes, max_body_bytes)
 
-    def _check_partial_head(self, data, pos: int, end: int) -> None:
+    def _check_partial_head(self, data: bytes | bytearray, pos: int, end: int) -> None:
         # A method is a token: TLS, HTTP/2 prefaces aside, binary shows at once.
         first = data[pos]
         if not (65 <= first <= 90 or 97 <= first <= 122):

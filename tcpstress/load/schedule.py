@@ -9,6 +9,7 @@ interleave and together are exactly the requested schedule at every instant.
 from __future__ import annotations
 
 import math
+from typing import Any, Iterator, Sequence
 
 
 def intended_start(n: int, rate: float, ramp: float = 0.0) -> float:
@@ -44,7 +45,8 @@ def operations_due(t: float, rate: float, ramp: float = 0.0) -> int:
     return max(1, math.ceil(due - 1e-9))
 
 
-def worker_operations(worker: int, workers: int, duration: float, rate: float, ramp: float = 0.0):
+def worker_operations(worker: int, workers: int, duration: float, rate: float,
+                      ramp: float = 0.0) -> Iterator[tuple[int, float]]:
     """Yield (n, intended_start) for worker `worker`'s share, ending before `duration`."""
     total = operations_due(duration, rate, ramp)
     for n in range(worker, total, workers):
@@ -104,7 +106,7 @@ class Piecewise:
         self.segments = segments
 
     @classmethod
-    def of_stages(cls, stages, warmup: float = 0.0) -> "Piecewise":
+    def of_stages(cls, stages: Sequence[Any], warmup: float = 0.0) -> "Piecewise":
         """stages: objects with .rate, .lasts, .ramp. A stage ramps linearly from the rate
         before it (0 for the first, or its own rate after a warm-up, which runs at the first
         stage's rate) to its own rate over .ramp seconds, then holds it."""
@@ -170,7 +172,7 @@ class Piecewise:
             return 0
         return max(1, math.ceil(self.cumulative(t) - 1e-9))
 
-    def worker_operations(self, worker: int, workers: int, duration: float):
+    def worker_operations(self, worker: int, workers: int, duration: float) -> Iterator[tuple[int, float]]:
         """Yield (n, intended_start) for worker `worker`'s share, ending before `duration`."""
         total = self.operations_due(duration)
         for n in range(worker, total, workers):

@@ -15,6 +15,7 @@ import os
 import resource
 import signal
 import sys
+from typing import Any
 
 from tcpstress.load.engine import Engine, WorkerPlan
 from tcpstress.scenario import Scenario
@@ -34,7 +35,7 @@ def raise_fd_limit() -> int:
     return soft
 
 
-def plan_from_message(msg: dict) -> WorkerPlan:
+def plan_from_message(msg: dict[str, Any]) -> WorkerPlan:
     return WorkerPlan(
         scenario=Scenario.from_dict(msg["scenario"]), family=msg["family"], sockaddr=tuple(msg["sockaddr"]),
         index=msg["index"], workers=msg["workers"], t_start=msg["t_start"], t0=msg["t0"], t_end=msg["t_end"])
@@ -43,7 +44,7 @@ def plan_from_message(msg: dict) -> WorkerPlan:
 def main() -> int:
     out = sys.stdout
 
-    def emit(msg: dict) -> None:
+    def emit(msg: dict[str, Any]) -> None:
         out.write(json.dumps(msg, separators=(",", ":")) + "\n")
         out.flush()
 

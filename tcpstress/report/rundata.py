@@ -423,14 +423,15 @@ class RunData:
     def cores(self, role: str) -> int:
         """How many cores a role could use at most: its processes, capped by the machine.
 
-        Each generator worker is one single-threaded trio loop, so a worker
+        Each generator worker is one single-threaded epoll loop, so a worker
         saturates at 100% (one core) whatever the machine has.
         """
         n = 0
         # A merged run's roles are "LABEL:generator": each shard ran load.workers of its own.
         label, _, base = role.rpartition(":")
         if base == "generator":
-            load = self.scenario.get("load") if isinstance(self.scenario.get("load"), dict) else {}
+            recorded = self.scenario.get("load")
+            load: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
             workers = self.summary.get("workers")
             if isinstance(load.get("workers"), int):
                 n = load["workers"]

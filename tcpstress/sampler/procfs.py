@@ -80,7 +80,7 @@ def port_hex(port: int) -> str:
     return f"{port:04X}"
 
 
-def parse_tcp_table(text: str, port: int | None = None) -> Counter:
+def parse_tcp_table(text: str, port: int | None = None) -> Counter[str]:
     """Count the sockets of a /proc/net/tcp or tcp6 table by state name.
 
     With `port`, only lines whose local or remote port equals it are counted.
@@ -88,7 +88,7 @@ def parse_tcp_table(text: str, port: int | None = None) -> Counter:
     own; a minisocket prints its substate, so an orphaned FIN_WAIT2 that
     became a minisocket counts as FIN_WAIT2, as `ss` shows it.
     """
-    counts: Counter = Counter()
+    counts: Counter[str] = Counter()
     wanted = port_hex(port) if port is not None else None
     lines = text.splitlines()
     if lines and lines[0].lstrip().startswith("sl"):
