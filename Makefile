@@ -24,9 +24,11 @@ system-deps:
 demo: system-deps $(STAMP)
 	$(BIN)/tcpstress demo
 
-# Static checks: ruff's pyflakes/pycodestyle/bugbear rules (pyproject.toml).
+# Static checks: ruff's pyflakes/pycodestyle/bugbear rules, then mypy over the
+# package (strict for the run record, scenario, load and sampler; pyproject.toml).
 check: $(STAMP)
 	$(BIN)/ruff check tcpstress tests bench
+	$(BIN)/mypy
 
 test: system-deps check $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider

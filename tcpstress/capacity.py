@@ -22,7 +22,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from tcpstress import results
 
@@ -404,7 +404,7 @@ def run_search(scenario, checks, out: Path, plan: SearchPlan, options: CapacityO
     answer = search(step, plan)
     save(answer, out, scenario, checks, plan)
     try:
-        plot(answer, out / FIGURE_FILE)
+        plot(answer, out / FIGURE_FILE, checks)
     except (OSError, ValueError) as e:
         if progress:
             progress(f"(no figure: {e})")
@@ -457,9 +457,10 @@ def format_answer(answer: Answer, slo: list[str]) -> str:
     return "\n".join(lines)
 
 
-def plot(answer: Answer, path: Path) -> Path:
+def plot(answer: Answer, path: Path, checks: Sequence[Any] = ()) -> Path:
     """Rate stepped over time (asked and achieved), corrected p99 per step, errors per second;
-    each step marked pass/fail, the capacity as a dashed line."""
+    each step marked pass/fail, the capacity as a dashed line, and the SLO's corrected-p99
+    limit (a `corrected.p99` threshold among `checks`) on the p99 axis."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -488,6 +489,11 @@ def plot(answer: Answer, path: Path) -> Path:
         t += s.seconds
     if answer.capacity is not None:
         ax_rate.axhline(answer.capacity, color="#555555", linestyle="--", linewidth=1.2)
+    for check in checks:
+        if check.metric == "corrected.p99" and check.kind == "time":
+            ax_p99.axhline(check.limit / 1000, color="#555555", linestyle=":", linewidth=1.2)
+            ax_p99.annotate(f"SLO {check.expr}", xy=(1, check.limit / 1000), xycoords=("axes fraction", "data"),
+                            ha="right", va="bottom", fontsize=8, color="#555555")
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 

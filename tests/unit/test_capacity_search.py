@@ -188,3 +188,33 @@ def test_bad_capacity_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("tcpstress: error: ") and words in proc.stderr, proc.stderr
     assert proc.stderr.count("\n") == 1 and not out.exists()
+
+
+def test_the_figure_draws_the_slo_p99_limit(tmp_path):
+    steps = [cap.StepResult(rate=r, passed=r <= 1000, index=i, seconds=2.0, corrected_p99_us=us,
+                            per_second=((1.0, int(r), 0), (1.0, int(r), 0)))
+             for i, (r, us) in enumerate([(500, 4_000), (1000, 9_000), (2000, 60_000)])]
+    answer = cap.Answer("found", steps, capacity=1000, bracket=(1000, 2000))
+    checks = parse_all(["corrected.p99 < 20ms"])
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    seen = {}
+    original = Figure.savefig
+
+    def keep(fig, *args, **kwargs):
+        ax_p99 = fig.axes[1]
+        seen["hlines"] = [line.get_ydata()[0] for line in ax_p99.get_lines() if line.get_linestyle() == ":"]
+        seen["texts"] = [t.get_text() for t in ax_p99.texts]
+        return original(fig, *args, **kwargs)
+
+    Figure.savefig = keep
+    try:
+        cap.plot(answer, tmp_path / "with.png", checks)
+        with_slo = dict(seen)
+        cap.plot(answer, tmp_path / "without.png")
+    finally:
+        Figure.savefig = original
+        plt.close("all")
+    assert with_slo["hlines"] == [20.0] and with_slo["texts"] == ["SLO corrected.p99 < 20ms"]
+    assert seen["hlines"] == [] and (tmp_path / "with.png").stat().st_size > 0
