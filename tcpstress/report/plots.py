@@ -21,7 +21,6 @@ import multiprocessing
 import os
 import pickle
 import threading
-import time
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable, Literal
@@ -864,13 +863,15 @@ def _draw_with_helper(runs: list[RunData], colours: dict[str, str], order: list[
     reader = threading.Thread(target=collect, name="tcpstress-figures-reader", daemon=True)
     reader.start()
     mine: dict[int, bytes] = {}
-    while (index := take()) is not None:
-        mine[index] = _draw(runs, colours, index)
-    deadline = time.monotonic() + HELPER_PATIENCE_S
-    process.join(HELPER_PATIENCE_S)
-    if process.is_alive():
-        process.kill()
+    try:
+        while (index := take()) is not None:
+            mine[index] = _draw(runs, colours, index)
+        process.join(HELPER_PATIENCE_S)
+    finally:
+        # Given up on, or this process failed: the helper's figures are not wanted any more.
+        if process.is_alive():
+            process.kill()
         process.join()
-    reader.join(max(0.0, deadline - time.monotonic()) + 1.0)
-    receive.close()
+        reader.join(5.0)  # the helper's end closed the pipe: the reader sees EOF at once
+        receive.close()
     return {**dict(delivered), **mine}
