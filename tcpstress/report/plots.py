@@ -779,8 +779,10 @@ def default_processes() -> int:
 
     A helper on a core that other work keeps busy only shares it: the two
     processes then took longer than one (measured: 1.09 s against 0.85-0.90 s
-    for one run's figures on this 2-core machine with both cores busy)."""
-    if len(os.sched_getaffinity(0)) < 2:
+    for one run's figures on this 2-core machine with both cores busy).
+    Never while another thread runs: a fork copies the locks that thread may
+    hold (an import, logging), and the helper could wait on them forever."""
+    if len(os.sched_getaffinity(0)) < 2 or threading.active_count() > 1:
         return 1
     idle = idle_cores()
     return 2 if idle is None or idle >= 0.5 else 1

@@ -235,3 +235,19 @@ def test_one_process_when_the_other_cores_were_busy(monkeypatch):
     assert plots.default_processes() == 2
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
     assert plots.default_processes() == 1
+
+
+def test_one_process_while_another_thread_runs(monkeypatch):
+    import threading
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(plots, "idle_cores", lambda: 0.9)
+    release = threading.Event()
+    other = threading.Thread(target=release.wait, args=(10,))
+    other.start()
+    try:
+        assert plots.default_processes() == 1
+    finally:
+        release.set()
+        other.join()
+    assert plots.default_processes() == 2
