@@ -22,8 +22,10 @@ the rest:
   reported as SYN_RECV when that bit is asked for: the counts match `ss`.
 
 Measured by bench/bench_sampler.py (Linux 6.18, 2 shared and busy cores,
-medians of 5). With 88-89k TIME_WAIT + 20k ESTABLISHED sockets, over two
-runs: `ss -Htan | wc -l` 174-349 ms; this count 59-73 ms (0.17-0.42x ss);
+medians of 5). With one walk, 87,728 TIME_WAIT + 20,002 ESTABLISHED: `ss
+-Htan | wc -l` 421 ms, this count 106 ms, with the port filter 66 ms when it
+keeps the TIME_WAIT sockets and 21 ms when it keeps nothing. Earlier, with
+two walks, with 88-89k TIME_WAIT + 20k ESTABLISHED sockets, over two runs: `ss -Htan | wc -l` 174-349 ms; this count 59-73 ms (0.17-0.42x ss);
 with the port filter 45-60 ms when it keeps the TIME_WAIT sockets, 21-32 ms
 when it keeps nothing (the kernel still walks every socket); /proc/net/tcp{,6}
 read and parsed 255-296 ms; psutil.net_connections 0.9-1.0 s. With 80k
@@ -76,6 +78,7 @@ ALL_STATES_MASK = sum(1 << code for code in STATE_BY_CODE) | (1 << 12)
 TIME_WAIT_CODE = 6
 FIN_WAIT2_CODE = 5
 TIME_WAIT_MASK = 1 << TIME_WAIT_CODE
+LISTEN_MASK = 1 << 10
 # TIME_WAIT sockets are most of a busy namespace and the costliest to copy
 # out; the sampler takes their number from /proc/net/sockstat instead.
 NO_TIME_WAIT_MASK = ALL_STATES_MASK & ~TIME_WAIT_MASK
@@ -236,5 +239,5 @@ def count_states(port: int | None = None) -> dict[str, int]:
         return counter.count(port)
 
 
-__all__ = ["NO_TIME_WAIT_MASK", "TIME_WAIT_MASK", "StateCounter", "count_states", "port_filter_bytecode",
+__all__ = ["NO_TIME_WAIT_MASK", "TIME_WAIT_MASK", "LISTEN_MASK", "StateCounter", "count_states", "port_filter_bytecode",
            "build_request", "build_one_walk_request", "TCP_STATES"]
