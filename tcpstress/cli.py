@@ -265,10 +265,9 @@ def run(scenario_file, target, out, quiet, shard, start_at, threshold_exprs, jso
     try:
         record(result, checks)
     except OSError as e:
-        click.echo(f"tcpstress: cannot write results in {out}: {e.strerror}", err=True)
-        sys.exit(1)
+        sys.exit(_run_stopped(e, out))
     say(format_summary(result))
-    findings: list = []
+    findings = []  # filled by _report_after_run
     reported = _report_after_run([out], out, err=json_out, render=not no_report, found=findings)
     say(f"results: {out}")
     if json_out:

@@ -1,9 +1,18 @@
-"""Count TCP sockets by state over NETLINK_SOCK_DIAG, the way `ss` asks.
+"""Count TCP sockets by state over NETLINK_SOCK_DIAG.
 
-One SOCK_DIAG_BY_FAMILY dump per address family (inet_diag_req_v2 with the
-state bits asked for: the sampler leaves TIME_WAIT out when sockstat can
-count it), and per reply message only two reads: nlmsg_len/nlmsg_type to walk
-the buffer and idiag_state to count. The kernel does the rest:
+One dump with the state bits asked for (the sampler leaves TIME_WAIT out when
+sockstat can count it), and per reply message only two reads:
+nlmsg_len/nlmsg_type to walk the buffer and idiag_state to count. The dump is
+the older TCPDIAG_GETSOCK request (inet_diag_req), which the kernel answers
+with the sockets of both address families in one walk of its TCP hash table;
+`ss` sends one SOCK_DIAG_BY_FAMILY request (inet_diag_req_v2) per family, and
+so walks it twice. The walk costs per hash bucket, not only per socket: every
+bucket of the whole machine's table (262,144 here, shared by all network
+namespaces unless tcp_child_ehash_entries gives one its own), so a namespace
+with 5 sockets cost 14-18 ms per count with two walks and 7-9 ms with one, on
+this 2-core machine holding ~20k TIME_WAIT sockets elsewhere. A kernel that
+refuses the older request gets the two per-family requests. The kernel does
+the rest:
 
 - the optional port filter is inet_diag bytecode, the same program `ss` builds
   for '( sport = :P or dport = :P )', so sockets on other ports are skipped
@@ -13,8 +22,10 @@ the buffer and idiag_state to count. The kernel does the rest:
   reported as SYN_RECV when that bit is asked for: the counts match `ss`.
 
 Measured by bench/bench_sampler.py (Linux 6.18, 2 shared and busy cores,
-medians of 5). With 88-89k TIME_WAIT + 20k ESTABLISHED sockets, over two
-runs: `ss -Htan | wc -l` 174-349 ms; this count 59-73 ms (0.17-0.42x ss);
+medians of 5). With one walk, 87,728 TIME_WAIT + 20,002 ESTABLISHED: `ss
+-Htan | wc -l` 421 ms, this count 106 ms, with the port filter 66 ms when it
+keeps the TIME_WAIT sockets and 21 ms when it keeps nothing. Earlier, with
+two walks, with 88-89k TIME_WAIT + 20k ESTABLISHED sockets, over two runs: `ss -Htan | wc -l` 174-349 ms; this count 59-73 ms (0.17-0.42x ss);
 with the port filter 45-60 ms when it keeps the TIME_WAIT sockets, 21-32 ms
 when it keeps nothing (the kernel still walks every socket); /proc/net/tcp{,6}
 read and parsed 255-296 ms; psutil.net_connections 0.9-1.0 s. With 80k
@@ -48,6 +59,7 @@ import struct
 from tcpstress.sampler.procfs import STATE_BY_CODE, TCP_STATES
 
 NETLINK_SOCK_DIAG = 4
+TCPDIAG_GETSOCK = 18
 SOCK_DIAG_BY_FAMILY = 20
 NLM_F_REQUEST = 0x1
 NLM_F_DUMP = 0x300
@@ -66,6 +78,7 @@ ALL_STATES_MASK = sum(1 << code for code in STATE_BY_CODE) | (1 << 12)
 TIME_WAIT_CODE = 6
 FIN_WAIT2_CODE = 5
 TIME_WAIT_MASK = 1 << TIME_WAIT_CODE
+LISTEN_MASK = 1 << 10
 # TIME_WAIT sockets are most of a busy namespace and the costliest to copy
 # out; the sampler takes their number from /proc/net/sockstat instead.
 NO_TIME_WAIT_MASK = ALL_STATES_MASK & ~TIME_WAIT_MASK
@@ -75,6 +88,7 @@ _TIMEWAIT_TIMER = 3
 
 _NLMSGHDR = struct.Struct("=IHHII")
 _REQ_V2 = struct.Struct("=BBBBI48x")  # family, protocol, ext, pad, states, zeroed sockid
+_REQ_V1 = struct.Struct("=BBBB48xII")  # family, src_len, dst_len, ext, zeroed sockid, states, dbs
 _RTATTR = struct.Struct("=HH")
 _LEN_TYPE = struct.Struct("=IH")
 _DONE_ERROR = struct.Struct("=i")
@@ -115,6 +129,20 @@ def build_request(family: int, seq: int, states: int = ALL_STATES_MASK, bytecode
     return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
 
 
+def build_one_walk_request(seq: int, states: int = ALL_STATES_MASK, bytecode: bytes = b"") -> bytes:
+    """A TCPDIAG_GETSOCK dump request: the kernel answers it for IPv4 and IPv6
+    alike (it dumps with family AF_UNSPEC, whatever idiag_family says), and its
+    replies carry the request's type, TCPDIAG_GETSOCK."""
+    body = _REQ_V1.pack(socket.AF_INET, 0, 0, 0, states, 0)
+    if bytecode:
+        body += _RTATTR.pack(_RTATTR.size + len(bytecode), INET_DIAG_REQ_BYTECODE) + bytecode
+    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), TCPDIAG_GETSOCK, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
+
+
+class _Refused(OSError):
+    """The kernel answered a request with NLMSG_ERROR before any socket."""
+
+
 class StateCounter:
     """A sock_diag socket, kept open to count again and again.
 
@@ -126,6 +154,8 @@ class StateCounter:
         self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_SOCK_DIAG)
         self._buf = bytearray(_RECV_SIZE)
         self._unfinished = False
+        # Until the kernel refuses it once: one walk for both families.
+        self.one_walk = True
         # FIN_WAIT2 sockets of the last count that are timewait minisockets:
         # /proc/net/sockstat's `tw` counts them with the TIME_WAIT ones.
         self.fin_wait2_minisockets = 0
@@ -151,14 +181,21 @@ class StateCounter:
             self._drain()
         # indexed by state | timer << 4, so the hot loop stays one increment
         by_code = [0] * 128
-        for family in (socket.AF_INET, socket.AF_INET6):
-            self._dump(family, bytecode, by_code, states)
+        if self.one_walk:
+            try:
+                self._dump(build_one_walk_request(random.getrandbits(31), states, bytecode), TCPDIAG_GETSOCK, by_code)
+            except _Refused:
+                self.one_walk = False
+                by_code = [0] * 128
+        if not self.one_walk:
+            for family in (socket.AF_INET, socket.AF_INET6):
+                request = build_request(family, random.getrandbits(31), states, bytecode=bytecode)
+                self._dump(request, SOCK_DIAG_BY_FAMILY, by_code)
         self.fin_wait2_minisockets = by_code[FIN_WAIT2_CODE | _TIMEWAIT_TIMER << 4]
         return {name: sum(by_code[code::16]) for code, name in STATE_BY_CODE.items()}
 
-    def _dump(self, family: int, bytecode: bytes, by_code: list[int], states: int = ALL_STATES_MASK) -> None:
-        seq = random.getrandbits(31)
-        self._sock.send(build_request(family, seq, states, bytecode=bytecode))
+    def _dump(self, request: bytes, reply_type: int, by_code: list[int]) -> None:
+        self._sock.send(request)
         self._unfinished = True
         buf, recv_into, unpack = self._buf, self._sock.recv_into, _LEN_TYPE.unpack_from
         # The hot loop: one unpack and two byte reads per socket.
@@ -167,7 +204,7 @@ class StateCounter:
             offset = 0
             while offset < size:
                 length, kind = unpack(buf, offset)
-                if kind == SOCK_DIAG_BY_FAMILY:
+                if kind == reply_type:
                     by_code[buf[offset + _STATE_OFFSET] | (buf[offset + _TIMER_OFFSET] & 7) << 4] += 1
                 elif kind == NLMSG_DONE:
                     self._unfinished = False
@@ -178,7 +215,7 @@ class StateCounter:
                 elif kind == NLMSG_ERROR:
                     self._unfinished = False
                     (status,) = _DONE_ERROR.unpack_from(buf, offset + 16)
-                    raise OSError(-status, f"sock_diag request refused: {os.strerror(-status)}")
+                    raise _Refused(-status, f"sock_diag request refused: {os.strerror(-status)}")
                 if length < 16:
                     raise OSError(errno.EPROTO, f"sock_diag reply with a bad length {length}")
                 offset += (length + 3) & ~3
@@ -202,5 +239,5 @@ def count_states(port: int | None = None) -> dict[str, int]:
         return counter.count(port)
 
 
-__all__ = ["NO_TIME_WAIT_MASK", "TIME_WAIT_MASK", "StateCounter", "count_states", "port_filter_bytecode",
-           "build_request", "TCP_STATES"]
+__all__ = ["NO_TIME_WAIT_MASK", "TIME_WAIT_MASK", "LISTEN_MASK", "StateCounter", "count_states", "port_filter_bytecode",
+           "build_request", "build_one_walk_request", "TCP_STATES"]

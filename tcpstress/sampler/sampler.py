@@ -49,7 +49,7 @@ import psutil
 from tcpstress.results import PROCESSES_FILE, SAMPLES_FILE
 from tcpstress.sampler import procfs
 from tcpstress.sampler.hostcpu import HostCpuMeter
-from tcpstress.sampler.netlink import ALL_STATES_MASK, NO_TIME_WAIT_MASK, StateCounter
+from tcpstress.sampler.netlink import ALL_STATES_MASK, LISTEN_MASK, NO_TIME_WAIT_MASK, StateCounter
 from tcpstress.sampler.nsenter import netns_path, pid_netns_path, run_in_netns
 
 SOCKSTAT_COLUMNS = tuple(f"sockstat_{name}" for name in procfs.SOCKSTAT_FIELDS)
@@ -58,7 +58,7 @@ PROCESS_COLUMNS = ("t", "role", "pids", "cpu_percent", "rss_bytes", "fds", "stea
 HOST_ROLE = "host"
 # The share of one core that dumping sockets may take per namespace (issue 20:
 # the runner, sampler included, <= 5% of a core at 100 ms with 20,000 sockets).
-DUMP_BUDGET = 0.03
+DUMP_BUDGET = 0.02
 _PROC_NET_FILES = ("tcp", "tcp6", "sockstat", "netstat", "snmp")
 
 ProcessRegistry = Union[Callable[[], Mapping[str, Iterable[int]]], Mapping[str, Iterable[int]]]
@@ -120,7 +120,9 @@ def _open_in_current_namespace(method: str) -> tuple[dict[str, int], StateCounte
         return fds, None, None
     try:
         counter = StateCounter()
-        counter.count(None)  # proves sock_diag answers before we rely on it
+        # Proves sock_diag answers before we rely on it; listeners only, so that with
+        # 100k sockets the proof does not cost a full dump (about 100 ms) at start.
+        counter.count(None, LISTEN_MASK)
         return fds, counter, None
     except OSError as error:
         if method == "netlink":
@@ -166,7 +168,7 @@ class _NamespaceProbe:
         """(states, sockstat, counter deltas) now; costs are recorded."""
         started = time.perf_counter()
         if self._counter is not None:
-            states, sockstat = self._count_netlink(started)
+            states, sockstat = self._count_netlink(self._counter, started)
         else:
             table = procfs.parse_tcp_table(_read_fd(self._fds["tcp"]), self.port)
             table.update(procfs.parse_tcp_table(_read_fd(self._fds["tcp6"]), self.port))
@@ -183,27 +185,30 @@ class _NamespaceProbe:
         self.last_cost = cost
         return states, sockstat, deltas
 
-    def _count_netlink(self, now: float) -> tuple[dict[str, int], dict[str, int]]:
+    def _count_netlink(self, counter: StateCounter, now: float) -> tuple[dict[str, int], dict[str, int]]:
         """States at a bounded cost. Dumping sockets costs per socket (copy + Python walk):
-        with ~13k TIME_WAIT sockets it was 88% of the runner's samples (py-spy).
+        with ~13k TIME_WAIT sockets it was 88% of the runner's samples (py-spy); and the
+        kernel walks its whole TCP hash table for every dump (netlink.py), sockets of
+        other namespaces included.
 
         - Without a port filter TIME_WAIT is not dumped: it is sockstat's `tw` (O(1), per
           namespace) less the FIN_WAIT2 minisockets that `tw` counts too; it is fresh
           on every row.
-        - The dump runs when due: a dump that cost c seconds is not repeated for
-          c / DUMP_BUDGET seconds, so dumping takes at most that share of one core
-          however many sockets there are. Between dumps a row repeats the last
-          dumped figures; states_age_ms in samples.csv says how old they are.
+        - The dump runs when due: a dump that took c seconds of this thread's CPU is
+          not repeated for c / DUMP_BUDGET seconds, so dumping takes at most that
+          share of one core however many sockets there are (CPU, not wall time: on
+          a busy machine waiting for a core is not the dump's cost). Between dumps a
+          row repeats the last dumped figures; states_age_ms in samples.csv says
+          how old they are.
         """
-        counter = self._counter
         sockstat = procfs.parse_sockstat(_read_fd(self._fds["sockstat"]))
         if now >= self._dump_due or self._states is None:
             mask = NO_TIME_WAIT_MASK if self.port is None else ALL_STATES_MASK
+            cpu_started = time.thread_time()
             self._states = counter.count(self.port, mask)
             self._minisockets = counter.fin_wait2_minisockets
-            done = time.perf_counter()
-            self._states_at = done
-            self._dump_due = now + (done - now) / DUMP_BUDGET
+            self._states_at = time.perf_counter()
+            self._dump_due = now + (time.thread_time() - cpu_started) / DUMP_BUDGET
         states = dict(self._states)
         if self.port is None:
             states["TIME_WAIT"] = max(0, sockstat["tw"] - self._minisockets)
@@ -262,12 +267,13 @@ class _ProcessTracker:
         roles = self._roles()
         # Each PID once per tick, even if named by two roles: a second
         # cpu_percent() right after the first would measure nothing.
-        by_pid = {pid: self._measure_one(pid) for pid in sorted({p for pids in roles.values() for p in pids})}
+        by_pid = {pid: found for pid in sorted({p for pids in roles.values() for p in pids})
+                  if (found := self._measure_one(pid)) is not None}  # a PID that is gone is left out
         for gone in set(self._processes) - set(by_pid):
             del self._processes[gone]
         figures: dict[str, dict[str, Any]] = {}
         for role, pids in roles.items():
-            alive = [pid for pid in pids if by_pid[pid] is not None]
+            alive = [pid for pid in pids if pid in by_pid]
             figures[role] = {
                 "pids": alive,
                 "cpu_percent": sum(by_pid[pid]["cpu"] for pid in alive),
@@ -328,8 +334,8 @@ class _CsvOut:
 
     def __init__(self, samples: TextIO | None, processes: TextIO | None, owned: list[TextIO]) -> None:
         self._samples_file, self._processes_file, self._owned = samples, processes, owned
-        self._samples: csv.DictWriter | None = None
-        self._processes: csv.DictWriter | None = None
+        self._samples: "csv.DictWriter[str] | None" = None
+        self._processes: "csv.DictWriter[str] | None" = None
         if processes is not None:
             self._processes = csv.DictWriter(processes, PROCESS_COLUMNS, lineterminator="\n")
             self._processes.writeheader()
@@ -410,6 +416,9 @@ class Sampler:
         self._thread: threading.Thread | None = None
         self._out: _CsvOut | None = None
         self.overruns = 0
+        self.cpu_seconds = 0.0  # of the sampling thread (and start()/stop()'s own samples)
+        self._started_at: float | None = None
+        self._stopped_at: float | None = None
         self._final: dict[str, Any] | None = None
 
     # -- lifecycle -------------------------------------------------------
@@ -425,6 +434,7 @@ class Sampler:
             for ref in self._refs:
                 self._probes.append(_NamespaceProbe(ref, self.port, self.method))
             self._out = self._open_outputs()
+            self._started_at = time.monotonic()
             self._tick()
         except BaseException:
             self._close_resources()
@@ -442,6 +452,7 @@ class Sampler:
             self._thread.join()
         elif self._probes:
             self._tick()
+        self._stopped_at = time.monotonic()
         self._close_resources()
         self._final = self.summary()
         return self._final
@@ -468,10 +479,19 @@ class Sampler:
                         "errors": probe.errors,
                         "last_error": probe.last_error,
                         "note": probe.note,
+                        # The whole sampler (every namespace, processes, host) as a share of one core.
+                        "cpu_percent": self._cpu_percent(),
                     }
                     for probe in self._probes
                 },
             }
+
+    def _cpu_percent(self) -> float:
+        if self._started_at is None:
+            return 0.0
+        ended = self._stopped_at if self._stopped_at is not None else time.monotonic()
+        elapsed = max(ended - self._started_at, self.interval)
+        return round(100 * self.cpu_seconds / elapsed, 2)
 
     # -- internals -------------------------------------------------------
 
@@ -520,9 +540,12 @@ class Sampler:
         self._tick()
 
     def _tick(self) -> None:
+        tick_started = time.thread_time()
         rows: list[dict[str, Any]] = []
+        probe_cpu: list[float] = []
         for probe in self._probes:
             t = time.monotonic() - self.t0
+            cpu_started = time.thread_time()
             try:
                 states, sockstat, deltas = probe.sample()
             except Exception as error:  # one bad read must not end the run
@@ -536,9 +559,17 @@ class Sampler:
             row["sampler_cost_ms"] = round(probe.last_cost * 1000, 3)
             row["states_age_ms"] = round(probe.states_age * 1000, 1)
             rows.append(row)
+            probe_cpu.append(time.thread_time() - cpu_started)
             with self._lock:
                 self._summary.add_namespace_row(probe.ref.label, states, deltas)
         process_rows = self._sample_processes()
+        # CPU of this thread per row: its namespace's reads and an equal share of the rest of
+        # the tick (processes, host CPU), so the column sums to what sampling cost the run.
+        tick_cpu = time.thread_time() - tick_started
+        shared = (tick_cpu - sum(probe_cpu)) / len(rows) if rows else 0.0
+        for row, own in zip(rows, probe_cpu):
+            row["sample_cpu_us"] = round((own + shared) * 1e6)
+        self.cpu_seconds += tick_cpu
         with self._lock:
             for row in rows:
                 self._latest[row["ns"]] = row

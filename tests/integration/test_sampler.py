@@ -146,6 +146,57 @@ def test_counter_reuses_its_socket_and_filters_in_kernel(zoo):
     assert port_filter_bytecode(port)[-2:] == port.to_bytes(2, sys.byteorder)
 
 
+def test_one_walk_dump_counts_what_two_per_family_dumps_count(zoo):
+    """The older TCPDIAG_GETSOCK request answers for IPv4 and IPv6 together (the zoo holds both)."""
+    port, _, expected = zoo
+    with StateCounter() as one, StateCounter() as two:
+        two.one_walk = False
+        assert first_of_tries(lambda: one.count(port), expected) == expected
+        assert one.one_walk  # this kernel answered the one-walk request
+        assert first_of_tries(lambda: two.count(port), expected) == expected
+        assert not two.one_walk
+
+
+def test_a_refused_one_walk_request_falls_back_to_two(zoo, monkeypatch):
+    """A kernel that answers the one-walk request with NLMSG_ERROR: the counter asks per family."""
+    from tcpstress.sampler import netlink
+
+    port, _, expected = zoo
+    real = netlink.build_one_walk_request
+
+    def unknown_type(seq, states, bytecode=b""):
+        request = bytearray(real(seq, states, bytecode))
+        request[4:6] = (99).to_bytes(2, sys.byteorder)  # a message type sock_diag does not know: -EINVAL
+        return bytes(request)
+
+    monkeypatch.setattr(netlink, "build_one_walk_request", unknown_type)
+    with StateCounter() as counter:
+        assert first_of_tries(lambda: counter.count(port), expected) == expected
+        assert not counter.one_walk
+
+
+def test_sample_cpu_column_is_bounded_by_the_process_cpu(tmp_path):
+    """sample_cpu_us (the sampling thread's CPU per row) sums to at most what the kernel
+    charged this whole process meanwhile, and is not zero; the summary's share agrees."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.monotonic()
+    sampler = Sampler([NamespaceRef("host")], interval=0.02, port=None, out_dir=tmp_path)
+    sampler.start()
+    time.sleep(0.6)
+    summary = sampler.stop()
+    wall = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    process_cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    rows = list(csv.DictReader((tmp_path / "samples.csv").open()))
+    cpu = [int(row["sample_cpu_us"]) for row in rows]
+    assert len(cpu) >= 10 and all(c >= 0 for c in cpu) and sum(cpu) > 0
+    assert sum(cpu) / 1e6 <= process_cpu + 0.01  # clock ticks of getrusage: 10 ms
+    share = summary["sampler"]["host"]["cpu_percent"]
+    assert 0 < share <= 100 * (process_cpu + 0.01) / (wall - 0.05)
+
+
 def test_unused_port_counts_nothing(zoo):
     port, _, _ = zoo
     assert sum(count_states(free_port_on_both_families()).values()) == 0
