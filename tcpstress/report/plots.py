@@ -540,7 +540,7 @@ def plot_latency(runs: list[RunData], colours: dict[str, str]) -> Figure:
             xs, ys = spectrum(hist)
             # Failed attempts have no latency here: their share stands beside the run's name,
             # so a run where most attempts failed does not read as the fastest.
-            failed = f" ({run.error_pct:.1f}% failed, not drawn)" if run.error_total else ""
+            failed = f" ({run.error_pct:.1f}% failed: not in the line)" if run.error_total else ""
             label = run.label + failed if metric == "total" else f"{run.label}, from intended start"
             lines.append((i, run, style, xs, ys, label))
     # The legend stands right of the axes: inside, it covers the tail the figure is drawn for.
