@@ -16,7 +16,6 @@ from tcpstress.report.diagnose import diagnose
 from tcpstress.report.finding import Finding
 from tcpstress.report.html import render_html
 from tcpstress.report.markdown import render_markdown
-from tcpstress.report.plots import colours_for, make_figures
 from tcpstress.report.rundata import RunData, load_runs, scenario_get
 from tcpstress.report.variants import variant_differences
 from tcpstress.results import ResultError, write_atomic
@@ -163,6 +162,10 @@ def load_report_runs(run_dirs: list[Path]) -> list[RunData]:
 
 def render_runs(runs: list[RunData], findings: list[Finding], out_dir: Path, title: str | None = None) -> Path:
     """Write the figures, report.md and report.html of loaded runs and their findings; returns report.html."""
+    # Here, not at the top: `run --no-report` loads runs and diagnoses them through this
+    # module, and importing matplotlib cost it about a CPU second.
+    from tcpstress.report.plots import colours_for, make_figures
+
     colours = colours_for(runs)
     figures = make_figures(runs)
     ctx = build_context(runs, title)

@@ -302,3 +302,18 @@ def test_states_figure_of_a_merged_run_says_each_line_is_a_shard(tmp_path):
     (syn,) = [ax for ax in fig.axes if ax.get_title(loc="left") == "SYN_RECV"]
     assert {line.get_linestyle() for line in syn.get_lines() if max(line.get_ydata(), default=0) > 0} == {":"}
     assert "server namespace" in [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+
+
+def test_diagnosing_without_rendering_does_not_import_matplotlib():
+    # `run --no-report` diagnoses through render.load_report_runs; matplotlib's import
+    # was most of that run's fixed CPU cost (issue 20).
+    import subprocess
+    import sys
+
+    code = ("import sys, tcpstress.cli\n"
+            "from tcpstress.report.render import load_report_runs\n"
+            "from tcpstress.report import diagnose\n"
+            "from tcpstress.report.verdict import verdict_lines\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
