@@ -32,7 +32,7 @@ import textwrap
 from typing import Callable, Iterable
 
 from tcpstress import knowledge
-from tcpstress.report.finding import Finding
+from tcpstress.report.finding import SEVERITIES, Finding
 from tcpstress.report.observations import Observation
 from tcpstress.report.rules_connections import (
     rule_close_wait_leak,
@@ -79,7 +79,6 @@ __all__ = [
 ]
 
 
-SEVERITIES = ("critical", "warning", "info")
 
 LISTEN_BACKLOG_TEXT = (
     "The backlog the server passes to listen(); the kernel caps it at net.core.somaxconn. "

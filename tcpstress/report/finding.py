@@ -7,14 +7,17 @@ A module of its own, below both, so that the rule modules and diagnose.py
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Literal, get_args
+
+Severity = Literal["critical", "warning", "info"]
+SEVERITIES: tuple[Severity, ...] = get_args(Severity)  # most severe first
 
 
 @dataclass
 class Finding:
     """One diagnosis: what happened, the numbers that show it, the knobs that matter."""
 
-    severity: str  # "critical" | "warning" | "info"
+    severity: Severity
     title: str
     text: str
     evidence: dict[str, Any] = field(default_factory=dict)
@@ -38,6 +41,6 @@ def is_timeout(name: str) -> bool:
 OUTAGE_PCT = 10.0
 
 
-def impact_severity(error_pct: float) -> str:
+def impact_severity(error_pct: float) -> Severity:
     """Severity of an error finding by the share of attempts that failed: 2.9% and 87.5% are not alike."""
     return "critical" if error_pct >= OUTAGE_PCT else "warning"

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
-from tcpstress.report.finding import OUTAGE_PCT, impact_severity
+from tcpstress.report.finding import OUTAGE_PCT, Severity, impact_severity
 from tcpstress.report.places import Place, per_place
 
 
@@ -27,10 +27,10 @@ class Observation:
     variant: str
     rule: ClassVar[str] = ""
     knobs: ClassVar[tuple[str, ...]] = ()
-    SEVERITY: ClassVar[str] = "warning"  # for the kinds whose severity does not depend on the numbers
+    SEVERITY: ClassVar[Severity] = "warning"  # for the kinds whose severity does not depend on the numbers
 
     @property
-    def severity(self) -> str:
+    def severity(self) -> Severity:
         return self.SEVERITY
 
     def knob_list(self) -> list[str]:
@@ -47,7 +47,7 @@ class Observation:
 class RunStoppedEarly(Observation):
     reason: str | None  # as the runner recorded it
     rule: ClassVar[str] = "partial"
-    SEVERITY: ClassVar[str] = "warning"
+    SEVERITY: ClassVar[Severity] = "warning"
     NO_REASON: ClassVar[str] = "no reason recorded"
 
     def evidence(self) -> dict[str, Any]:
@@ -58,7 +58,7 @@ class RunStoppedEarly(Observation):
 class WorkersDied(Observation):
     workers: tuple[tuple[str, str], ...]  # (name, how it exited)
     rule: ClassVar[str] = "workers_died"
-    SEVERITY: ClassVar[str] = "critical"
+    SEVERITY: ClassVar[Severity] = "critical"
 
     def evidence(self) -> dict[str, Any]:
         return {"dead_workers": len(self.workers)}
@@ -84,7 +84,7 @@ class InjectedFault(Observation):
     settings: tuple[tuple[str, Any], ...]  # the fault's scalar fields as recorded, kind aside
     errors: tuple[tuple[str, int], ...]  # the run's errors, as recorded
     rule: ClassVar[str] = "injected_fault"
-    SEVERITY: ClassVar[str] = "info"
+    SEVERITY: ClassVar[Severity] = "info"
 
     def knob_list(self) -> list[str]:
         return list(FAULT_KNOBS[self.kind])
@@ -131,7 +131,7 @@ class PortExhaustion(Observation):
     knobs: ClassVar[tuple[str, ...]] = ("net.ipv4.ip_local_port_range", "net.ipv4.tcp_tw_reuse")
 
     @property
-    def severity(self) -> str:
+    def severity(self) -> Severity:
         return impact_severity(self.own_pct)
 
     @property
@@ -214,7 +214,7 @@ class TimeWaitOverflow(Observation):
     merged: bool
     rule: ClassVar[str] = "tw_overflow"
     knobs: ClassVar[tuple[str, ...]] = ("net.ipv4.tcp_max_tw_buckets",)
-    SEVERITY: ClassVar[str] = "warning"
+    SEVERITY: ClassVar[Severity] = "warning"
 
     def evidence(self) -> dict[str, Any]:
         rows = self.places
@@ -255,7 +255,7 @@ class AcceptQueueOverflow(Observation):
     p99_us: float | None
     rule: ClassVar[str] = "accept_queue"
     knobs: ClassVar[tuple[str, ...]] = ("net.core.somaxconn", "listen backlog", "net.ipv4.tcp_abort_on_overflow")
-    SEVERITY: ClassVar[str] = "critical"
+    SEVERITY: ClassVar[Severity] = "critical"
 
     @property
     def hit(self) -> list[AcceptQueue]:
@@ -327,7 +327,7 @@ class SynQueueOverflow(Observation):
         return any(s.qfull_drop for s in self.hit)
 
     @property
-    def severity(self) -> str:
+    def severity(self) -> Severity:
         return "critical" if self.dropped else "warning"
 
     def evidence(self) -> dict[str, Any]:
@@ -378,7 +378,7 @@ class CloseWaitLeak(Observation):
     servers: int  # server places in the run
     leaks: tuple[CloseWaitGrowth, ...]
     rule: ClassVar[str] = "close_wait"
-    SEVERITY: ClassVar[str] = "critical"
+    SEVERITY: ClassVar[Severity] = "critical"
 
     def evidence(self) -> dict[str, Any]:
         if self.servers == 1:
@@ -414,7 +414,7 @@ class ConnectionsRefused(Observation):
     rule: ClassVar[str] = "refused"
 
     @property
-    def severity(self) -> str:
+    def severity(self) -> Severity:
         return impact_severity(self.own_pct)
 
     def evidence(self) -> dict[str, Any]:
@@ -438,7 +438,7 @@ class ConnectionsReset(Observation):
     knobs: ClassVar[tuple[str, ...]] = ("net.ipv4.tcp_abort_on_overflow",)
 
     @property
-    def severity(self) -> str:
+    def severity(self) -> Severity:
         return impact_severity(self.own_pct)
 
     def evidence(self) -> dict[str, Any]:
@@ -464,7 +464,7 @@ class Timeouts(Observation):
     rule: ClassVar[str] = "timeouts"
 
     @property
-    def severity(self) -> str:
+    def severity(self) -> Severity:
         return impact_severity(self.own_pct)
 
     @property
@@ -494,7 +494,7 @@ CRITICAL_PCT = OUTAGE_PCT
 WARNING_PCT = 0.1
 
 
-def share_severity(pct: float) -> str:
+def share_severity(pct: float) -> Severity:
     if pct >= CRITICAL_PCT:
         return "critical"
     return "warning" if pct >= WARNING_PCT else "info"
@@ -526,7 +526,7 @@ TOP_NAMES = 5
 class NoSuccess(Observation):
     shares: ErrorShares
     rule: ClassVar[str] = "no_success"
-    SEVERITY: ClassVar[str] = "critical"
+    SEVERITY: ClassVar[Severity] = "critical"
 
     def evidence(self) -> dict[str, Any]:
         s = self.shares
@@ -544,7 +544,7 @@ class UnexplainedErrors(Observation):
         return sum(self.shares.uncovered.values())
 
     @property
-    def severity(self) -> str:
+    def severity(self) -> Severity:
         return share_severity(self.shares.pct(self.own))
 
     def evidence(self) -> dict[str, Any]:
@@ -558,7 +558,7 @@ class ManyInFlight(Observation):
     in_flight: int
     requests: int
     rule: ClassVar[str] = "in_flight"
-    SEVERITY: ClassVar[str] = "warning"
+    SEVERITY: ClassVar[Severity] = "warning"
 
     def evidence(self) -> dict[str, Any]:
         return {"in_flight_at_end": self.in_flight, "requests": self.requests}
@@ -581,7 +581,7 @@ class GeneratorSaturated(Observation):
     rate: float | None  # requests per second achieved
     target_median: float | None
     rule: ClassVar[str] = "generator_saturated"
-    SEVERITY: ClassVar[str] = "warning"
+    SEVERITY: ClassVar[Severity] = "warning"
 
     def evidence(self) -> dict[str, Any]:
         g = self.generator
@@ -599,7 +599,7 @@ class ServerSaturated(Observation):
     p99_us: float | None
     generator_busy: bool
     rule: ClassVar[str] = "server_saturated"
-    SEVERITY: ClassVar[str] = "warning"
+    SEVERITY: ClassVar[Severity] = "warning"
 
     def evidence(self) -> dict[str, Any]:
         t = self.target
@@ -622,7 +622,7 @@ class ShardsSaturated(Observation):
     rate: float | None
     others: tuple[tuple[str, CpuUse], ...]  # the other role's CPU on the busy shards
     p99_us: float | None
-    SEVERITY: ClassVar[str] = "warning"
+    SEVERITY: ClassVar[Severity] = "warning"
 
     role: ClassVar[str] = ""
 
@@ -764,7 +764,7 @@ class OpenModelLag(Observation):
     rule: ClassVar[str] = "open_model_lag"
 
     @property
-    def severity(self) -> str:
+    def severity(self) -> Severity:
         return "info" if self.kept_schedule else "warning"
 
     def evidence(self) -> dict[str, Any]:

@@ -6,12 +6,11 @@ schedule), the first run being the problem the other variants try to fix.
 
 from __future__ import annotations
 
-from tcpstress.report.finding import Finding
+from tcpstress.report.finding import SEVERITIES, Finding
 from tcpstress.report.observations import Outcome, Verdict
 from tcpstress.report.rundata import RunData
 from tcpstress.report.words import verdict_text
 
-SEVERITIES = ("critical", "warning", "info")
 NEARLY_PCT = 5.0  # errors below this share, where the problem run had more: nearly fixed
 DELAYED_S = 1.0  # errors that begin this much later than in the problem run: delayed
 
