@@ -26,7 +26,7 @@ from tcpstress.report.observations import (
     PortsCrowded,
     ServerSlow,
 )
-from tcpstress.report.rundata import RunData, scenario_get
+from tcpstress.report.rundata import RunData
 from tcpstress.report.stats import median_of, run_duration
 
 HOST_ROLE = "host"
@@ -73,8 +73,8 @@ def schedule_check(run: RunData) -> ScheduleCheck | None:
     if not isinstance(intended, (int, float)) or intended <= 0:
         return None
     duration = run_duration(run)
-    ramp = _seconds(scenario_get(run, "load.ramp"))
-    warmup = _seconds(scenario_get(run, "load.warmup"))
+    ramp = _seconds(run.scenario.load.ramp)
+    warmup = _seconds(run.scenario.load.warmup)
     # The schedule starts with the warm-up; the measured phase is the part after it.
     due = operations_due(warmup + duration, float(intended), ramp) - operations_due(warmup, float(intended), ramp)
     started = run.summary.get("started")
@@ -127,7 +127,7 @@ def _server_cause(run: RunData, check: ScheduleCheck) -> ServerSlow | None:
     overflows = run.counter("TcpExtListenOverflows")
     # Little's law: `connections` requests in flight, each taking the server's response time,
     # carry at most connections / latency per second.
-    connections = scenario_get(run, "load.connections")
+    connections = run.scenario.load.connections
     total = run.latency_us("total")
     capped: tuple[int, float, float] | None = None
     if isinstance(connections, int) and connections > 0 and total and total["p50"] > 0:

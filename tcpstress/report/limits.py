@@ -7,7 +7,7 @@ shard's) and from the scenario; the rules cite them, the figures draw them.
 from __future__ import annotations
 
 from tcpstress.report.places import Place, knob_value
-from tcpstress.report.rundata import RunData, scenario_get
+from tcpstress.report.rundata import RunData
 
 
 def port_range(value: str | None) -> tuple[int, int] | None:
@@ -22,10 +22,7 @@ def port_range(value: str | None) -> tuple[int, int] | None:
 
 
 def source_address_count(run: RunData) -> int:
-    value = scenario_get(run, "connection.source_addresses")
-    if isinstance(value, (list, tuple)):
-        return max(len(value), 1)
-    return 1
+    return max(len(run.scenario.connection.source_addresses), 1)
 
 
 def port_limit(run: RunData, place: Place | None = None) -> tuple[int, str] | None:
@@ -44,10 +41,8 @@ def port_limit(run: RunData, place: Place | None = None) -> tuple[int, str] | No
 
 def listen_backlog(run: RunData) -> int | None:
     """The backlog passed to listen(): known only for the built-in server."""
-    if scenario_get(run, "server.builtin") is not True:
-        return None
-    backlog = scenario_get(run, "server.backlog")
-    return backlog if isinstance(backlog, int) and backlog > 0 else None
+    server = run.scenario.server
+    return server.backlog if server.builtin and server.backlog > 0 else None
 
 
 def accept_queue_limit(run: RunData, place: Place | None = None) -> tuple[int | None, int | None, int | None]:

@@ -19,7 +19,7 @@ from tcpstress.report.places import (
     side_places,
     total_counter_rise,
 )
-from tcpstress.report.rundata import RunData, scenario_get
+from tcpstress.report.rundata import RunData
 
 
 def _close_wait_growth(run: RunData, place: Place) -> CloseWaitGrowth | None:
@@ -90,7 +90,7 @@ def rule_timeouts(run: RunData, runs: list[RunData]) -> list[Observation]:
         return []
     clients = side_places(run, "client")
     probes: tuple[tuple[Place, tuple[str | None, str | None, str | None]], ...] = ()
-    if scenario_get(run, "connection.so_keepalive") and timeouts.get("ETIMEDOUT"):
+    if run.scenario.connection.so_keepalive and timeouts.get("ETIMEDOUT"):
         # With SO_KEEPALIVE, ETIMEDOUT on an idle connection is the probes giving up.
         probes = tuple((p, (knob_value(run, "net.ipv4.tcp_keepalive_time", p),
                             knob_value(run, "net.ipv4.tcp_keepalive_intvl", p),
