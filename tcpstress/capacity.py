@@ -38,6 +38,10 @@ MIN_STEP_REQUESTS = 100
 # it is the generator's own fault when, by Little's law, under half of its connections were busy.
 BUSY_SLOTS_SHARE = 0.5
 GENERATOR_BUSY_SHARE = 0.9  # of one core per worker
+# A worker that waited this share of the time for a CPU (another process on its core) measures
+# those waits into its latencies: measured 7% per worker sharing a core with the built-in server,
+# 30% with a busy loop on its core as well (2-core machine, 4,000/s).
+GENERATOR_WAIT_SHARE = 0.2
 # Behind enough to void the step: a tenth of the starts late, or under 95% of the schedule started.
 LATE_SHARE = 0.10
 STARTED_SHARE = 0.95
@@ -274,12 +278,19 @@ def name_limit(summary: dict[str, Any], verdicts: list[Verdict], findings: list)
                  evidence=f"failed: {failed}" if failed else "")
 
 
-def generator_limit(summary: dict[str, Any], findings: list, connections: int, workers: int) -> str | None:
+def generator_limit(summary: dict[str, Any], findings: list, connections: int, workers: int,
+                    passed: bool = True) -> str | None:
     """Why the generator, not the server, is what fell behind at this step (None: it held its schedule
-    or the server's queue explains the lag)."""
+    or the server's queue explains the lag). A failing step whose generator kept waiting for a CPU
+    is the generator's too: the latencies that failed the SLO hold those waits."""
     for f in findings:
         if f.rule == "generator_saturated":
             return f"its CPU was saturated: {f.evidence.get('generator_cpu_median', '?')}% median"
+    wait = ((summary.get("processes") or {}).get("generator") or {}).get("wait_mean")
+    per_worker = wait / max(1, workers) if isinstance(wait, (int, float)) else 0.0
+    if not passed and per_worker >= GENERATOR_WAIT_SHARE * 100:
+        return (f"its workers waited for a CPU {per_worker:.0f}% of the time (mean per worker): other work "
+                f"shares their cores, and the latencies that failed the SLO include those waits")
     if summary.get("kept_up", True):
         return None
     started = summary.get("started") or summary.get("requests", 0) + summary.get("error_total", 0)
@@ -322,7 +333,7 @@ def read_step(result, checks, findings, rate: float, index: int, seconds: float,
         corrected_p99_us=(lat.get("corrected") or {}).get("p99"), total_p99_us=(lat.get("total") or {}).get("p99"),
         kept_up=summary.get("kept_up", True), verdicts=verdicts, per_second=per_second,
         error_names=tuple(sorted((summary.get("errors") or {}).items(), key=lambda kv: -kv[1])),
-        generator_limited=generator_limit(summary, findings, connections, workers))
+        generator_limited=generator_limit(summary, findings, connections, workers, passed))
     if not passed:
         step = replace(step, limit=name_limit(summary, list(verdicts), findings))
     return step

@@ -53,7 +53,7 @@ from tcpstress.sampler.netlink import ALL_STATES_MASK, LISTEN_MASK, NO_TIME_WAIT
 from tcpstress.sampler.nsenter import netns_path, pid_netns_path, run_in_netns
 
 SOCKSTAT_COLUMNS = tuple(f"sockstat_{name}" for name in procfs.SOCKSTAT_FIELDS)
-PROCESS_COLUMNS = ("t", "role", "pids", "cpu_percent", "rss_bytes", "fds", "steal_percent", "load1")
+PROCESS_COLUMNS = ("t", "role", "pids", "cpu_percent", "rss_bytes", "fds", "steal_percent", "load1", "wait_percent")
 # The row of role "host" is the whole machine (hostcpu.py): every process, not only ours.
 HOST_ROLE = "host"
 # The share of one core that dumping sockets may take per namespace (issue 20:
@@ -223,6 +223,16 @@ class _NamespaceProbe:
         self._fds = {}
 
 
+def _run_delay_ns(pid: int) -> int | None:
+    """Nanoseconds the process's main thread has spent runnable but waiting for a CPU
+    (/proc/PID/schedstat, second field; needs CONFIG_SCHEDSTATS, else None)."""
+    try:
+        with open(f"/proc/{pid}/schedstat", "rb") as f:
+            return int(f.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _fd_count(pid: int, process: psutil.Process) -> int:
     # Since Linux 6.2 the size of /proc/PID/fd is its number of open fds: one
     # stat instead of listing 20,000 entries. Older kernels report 0.
@@ -239,6 +249,8 @@ class _ProcessTracker:
     def __init__(self, registry: ProcessRegistry | None) -> None:
         self._registry = registry
         self._processes: dict[int, psutil.Process] = {}
+        # pid -> (monotonic time, run delay ns) at the previous reading
+        self._delays: dict[int, tuple[float, int]] = {}
 
     def _roles(self) -> dict[str, list[int]]:
         if self._registry is None:
@@ -258,10 +270,23 @@ class _ProcessTracker:
                 # reading and says 0.0: such a figure is marked incomplete.
                 cpu = process.cpu_percent(None)
                 rss = process.memory_info().rss
-            return {"cpu": cpu, "complete": not new, "rss": rss, "fds": _fd_count(pid, process)}
+            return {"cpu": cpu, "complete": not new, "rss": rss, "fds": _fd_count(pid, process),
+                    "wait": self._wait_percent(pid)}
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             self._processes.pop(pid, None)
             return None
+
+    def _wait_percent(self, pid: int) -> float | None:
+        """Share of the time since the last reading that the process waited for a CPU (100 = all of it):
+        a process that shares its core with other work measures its own waits into the latencies."""
+        delay, now = _run_delay_ns(pid), time.monotonic()
+        if delay is None:
+            return None
+        before = self._delays.get(pid)
+        self._delays[pid] = (now, delay)
+        if before is None or now <= before[0]:
+            return None
+        return 100.0 * (delay - before[1]) / 1e9 / (now - before[0])
 
     def measure(self) -> dict[str, dict[str, Any]]:
         roles = self._roles()
@@ -271,6 +296,7 @@ class _ProcessTracker:
                   if (found := self._measure_one(pid)) is not None}  # a PID that is gone is left out
         for gone in set(self._processes) - set(by_pid):
             del self._processes[gone]
+            self._delays.pop(gone, None)
         figures: dict[str, dict[str, Any]] = {}
         for role, pids in roles.items():
             alive = [pid for pid in pids if pid in by_pid]
@@ -280,6 +306,8 @@ class _ProcessTracker:
                 "cpu_complete": all(by_pid[pid]["complete"] for pid in alive),
                 "rss_bytes": sum(by_pid[pid]["rss"] for pid in alive),
                 "fds": sum(by_pid[pid]["fds"] for pid in alive),
+                "wait_percent": (sum(by_pid[pid]["wait"] for pid in alive)
+                                 if alive and all(by_pid[pid]["wait"] is not None for pid in alive) else None),
             }
         return figures
 
@@ -307,8 +335,12 @@ class _Summary:
 
     def add_process_row(self, role: str, figures: Mapping[str, Any]) -> None:
         entry = self.processes.setdefault(
-            role, {"cpu_peak": 0.0, "cpu_sum": 0.0, "cpu_samples": 0, "rss_peak": 0, "fds_peak": 0}
+            role, {"cpu_peak": 0.0, "cpu_sum": 0.0, "cpu_samples": 0, "rss_peak": 0, "fds_peak": 0,
+                   "wait_sum": 0.0, "wait_samples": 0}
         )
+        if figures.get("wait_percent") is not None:
+            entry["wait_sum"] += figures["wait_percent"]
+            entry["wait_samples"] += 1
         entry["rss_peak"] = max(entry["rss_peak"], figures["rss_bytes"])
         entry["fds_peak"] = max(entry["fds_peak"], figures["fds"])
         if figures["cpu_complete"]:  # a process's first reading is psutil's 0.0
@@ -326,6 +358,9 @@ class _Summary:
                 "rss_peak": entry["rss_peak"],
                 "fds_peak": entry["fds_peak"],
             }
+            if entry["wait_samples"]:
+                # Mean share of the time its processes (summed) waited for a CPU.
+                out[role]["wait_mean"] = round(entry["wait_sum"] / entry["wait_samples"], 1)
         return out
 
 
@@ -596,6 +631,7 @@ class Sampler:
                 "cpu_percent": round(figure["cpu_percent"], 1),
                 "rss_bytes": figure["rss_bytes"],
                 "fds": figure["fds"],
+                "wait_percent": "" if figure.get("wait_percent") is None else round(figure["wait_percent"], 1),
             })
         host = self._host_cpu.measure()
         if host is not None:

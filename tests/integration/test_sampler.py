@@ -449,3 +449,29 @@ def test_time_wait_from_sockstat_without_port_filter_agrees_with_ss(tmp_path):
             assert float(row["sampler_cost_ms"]) > 0 and float(row["states_age_ms"]) >= 0
     finally:
         subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def test_wait_percent_is_the_time_a_runnable_process_did_not_run(zoo):
+    """Two busy loops pinned to one CPU: each always runnable, so its CPU share and its wait
+    for the CPU add up to about the whole time (CPU from psutil, wait from schedstat);
+    a sleeping process waits for nothing."""
+    _, zoo_process, _ = zoo
+    core = sorted(os.sched_getaffinity(0))[0]
+    spin = "import time\nend = time.time() + 2.5\nwhile time.time() < end: pass"
+    spinners = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(2)]
+    try:
+        for p in spinners:
+            os.sched_setaffinity(p.pid, {core})
+        sampler = Sampler([NamespaceRef("host")], interval=0.1, port=1,
+                          processes=lambda: {"generator": [spinners[0].pid], "idle": [zoo_process.pid]})
+        sampler.start()
+        time.sleep(1.5)
+        summary = sampler.stop()
+    finally:
+        for p in spinners:
+            p.kill()
+            p.wait()
+    spinner = summary["processes"]["generator"]
+    assert 20 < spinner["wait_mean"] < 80, spinner  # about half, with a second loop on its CPU
+    assert 80 < spinner["cpu_mean"] + spinner["wait_mean"] < 120, spinner
+    assert summary["processes"]["idle"]["wait_mean"] < 5

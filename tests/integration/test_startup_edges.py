@@ -24,6 +24,10 @@ def test_ctrl_c_at_any_point_of_start_up_is_exit_130(tmp_path, delay):
     _, err = proc.communicate(timeout=60)
     if "Fatal Python error: init_import_site" in err:
         pytest.skip("the signal came while the interpreter itself started, before any tcpstress code")
+    if proc.returncode == -signal.SIGINT and not err.strip():
+        # Killed silently: SIGINT still had its default action, so the interpreter had not yet
+        # installed its handler (seen when a busy machine made start-up slower than the delay).
+        pytest.skip("the signal came before the interpreter installed its SIGINT handler")
     assert proc.returncode == 130, err
     assert "Aborted!" not in err and "Traceback" not in err
 

@@ -218,3 +218,17 @@ def test_the_figure_draws_the_slo_p99_limit(tmp_path):
         plt.close("all")
     assert with_slo["hlines"] == [20.0] and with_slo["texts"] == ["SLO corrected.p99 < 20ms"]
     assert seen["hlines"] == [] and (tmp_path / "with.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("wait, workers, passed, limited", [
+    (30.0, 1, False, True),    # a failing step whose worker waited 30% of the time for a CPU
+    (30.0, 1, True, False),    # the SLO held even so: the server met it, waits included
+    (30.0, 2, False, False),   # two workers, 15% each
+    (10.0, 1, False, False),   # the ordinary waits of a shared machine
+])
+def test_a_failing_step_whose_generator_waited_for_a_cpu_is_generator_limited(wait, workers, passed, limited):
+    summary = {"kept_up": True, "processes": {"generator": {"cpu_mean": 40.0, "wait_mean": wait}}}
+    why = cap.generator_limit(summary, [], connections=50, workers=workers, passed=passed)
+    assert (why is not None) == limited
+    if limited:
+        assert "waited for a CPU 30% of the time" in why

@@ -228,6 +228,8 @@ def test_an_error_in_a_figure_is_raised_as_without_the_helper(seven, monkeypatch
 
 
 def test_one_process_when_the_other_cores_were_busy(monkeypatch):
+    # Earlier tests in the same pytest process may leave threads behind; this one is about cores.
+    monkeypatch.setattr(plots.threading, "active_count", lambda: 1)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
     monkeypatch.setattr(plots, "idle_cores", lambda: 0.2)
     assert plots.default_processes() == 1
@@ -246,8 +248,11 @@ def test_one_process_while_another_thread_runs(monkeypatch):
     other = threading.Thread(target=release.wait, args=(10,))
     other.start()
     try:
+        assert threading.active_count() > 1
         assert plots.default_processes() == 1
     finally:
         release.set()
         other.join()
+    # Alone again (earlier tests in this pytest process may have left threads: counted as none).
+    monkeypatch.setattr(plots.threading, "active_count", lambda: 1)
     assert plots.default_processes() == 2
