@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from typing import TYPE_CHECKING, Any, Sequence
 
 from tcpstress.results import RunResult
@@ -41,13 +40,10 @@ def _state_peak(state: str, entry: dict[str, Any]) -> str:
     return f"{state} {peak:,}"
 
 
-def _is_loopback(target: dict[str, Any]) -> bool:
-    if "scope" in target:
-        return bool(target["scope"] == "loopback")
-    try:  # result.json from before the target's scope was recorded
-        return ipaddress.ip_address(str(target.get("host", ""))).is_loopback
-    except ValueError:
-        return False
+def _is_loopback(result: RunResult) -> bool:
+    from tcpstress.report.rundata import RunData
+
+    return RunData(result=result).target_is_loopback
 
 
 def _both_ends_seen(states: dict[str, Any]) -> bool:
@@ -124,7 +120,7 @@ def format_summary(result: RunResult) -> str:
     for label, per_state in states.items():
         peaks = "  ".join(_state_peak(st, per_state.get(st, {})) for st in KEY_STATES)
         lines.append(f"  kernel ({label}) peak  {peaks}")
-    if _is_loopback(t or sc.get("target") or {}) and len(states) == 1 and _both_ends_seen(states):
+    if _is_loopback(result) and len(states) == 1 and _both_ends_seen(states):
         # One namespace holds the client and the server end of each loopback
         # connection: 50 connections are 100 ESTABLISHED sockets.
         lines.append("    (on loopback one namespace holds both ends: each connection is two ESTABLISHED sockets)")
