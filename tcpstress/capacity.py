@@ -286,7 +286,8 @@ def generator_limit(summary: dict[str, Any], findings: list, connections: int, w
     for f in findings:
         if f.rule == "generator_saturated":
             return f"its CPU was saturated: {f.evidence.get('generator_cpu_median', '?')}% median"
-    wait = ((summary.get("processes") or {}).get("generator") or {}).get("wait_mean")
+    generator = (summary.get("processes") or {}).get("generator") or {}
+    wait = generator.get("wait_mean")
     per_worker = wait / max(1, workers) if isinstance(wait, (int, float)) else 0.0
     if not passed and per_worker >= GENERATOR_WAIT_SHARE * 100:
         return (f"its workers waited for a CPU {per_worker:.0f}% of the time (mean per worker): other work "
@@ -300,7 +301,7 @@ def generator_limit(summary: dict[str, Any], findings: list, connections: int, w
         # A few late starts are the shared machine's scheduling jitter: the step's
         # figures still stand, and the SLO judges them.
         return None
-    cpu = ((summary.get("processes") or {}).get("generator") or {}).get("cpu_mean")
+    cpu = generator.get("cpu_mean")
     if cpu is not None and cpu >= GENERATOR_BUSY_SHARE * 100 * max(1, workers):
         return f"it fell behind its schedule with its CPU at {cpu:.0f}% (mean)"
     duration = summary.get("duration_s") or 0
