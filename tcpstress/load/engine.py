@@ -518,10 +518,17 @@ class Engine:
                 if whole is not None:
                     # The common case: exactly one complete answer with a known head.
                     status, close = whole
-                    closing = close or bool(events & EPOLLRDHUP)
+                    fin = bool(events & EPOLLRDHUP)
+                    closing = close or fin
                     if closing and not close and (self.nreq == UNLIMITED or slot.count < self.nreq):
                         self.rec.anomaly(self.t, SERVER_CLOSED)
-                    self.response_done(slot, status, closing)
+                    # The FIN was queued before this event was reported, so everything
+                    # sent before it is in the receive queue, and a read shorter than the
+                    # buffer took all of it: the stream is at its end without the read
+                    # that returns b"" (one syscall per connection in churn). Plain TCP
+                    # only: a TLS read returns one record and may leave others.
+                    eof = fin and self.tls is None and len(data) < RECV_SIZE
+                    self.response_done(slot, status, closing, eof=eof)
                     return
                 interim = parser.interim
                 responses = parser.feed(data)

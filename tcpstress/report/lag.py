@@ -102,19 +102,41 @@ def host_figures(run: RunData) -> dict[str, float] | None:
 
 def _ports_cause(run: RunData) -> PortsCrowded | None:
     refused = run.error_count(_ADDR)
-    ns = run.side_ns("client")
-    held = run.peak("TIME_WAIT", ns) + run.peak("ESTABLISHED", ns)
+    held = client_ports_held(run)
     limit = port_limit(run)
     connect = run.latency_us("connect")
     crowded = limit is not None and held >= PORTS_CROWDED * limit[0]
     # A slow connect() is the port search only in churn, with a good part of the range held:
-    # with a few long-lived connections it is a starved or slow process, not the ports.
+    # with a few long-lived connections it is a starved or slow process, not the ports; and
+    # a CPU-bound generator sees every event late, a connect's completion included.
     churn = run.summary.get("connections") or 0
     slow = (connect is not None and connect["p99"] >= SLOW_CONNECT_US and run.counter("TcpExtListenOverflows") == 0
-            and churn >= 0.5 * max(run.requests, 1) and limit is not None and held >= SEARCH_SLOW * limit[0])
+            and churn >= 0.5 * max(run.requests, 1) and limit is not None and held >= SEARCH_SLOW * limit[0]
+            and not generator_busy(run))
     if not (refused or crowded or slow):
         return None
     return PortsCrowded(refused, held, limit, crowded, connect["p99"] if slow and connect else None)
+
+
+def client_ports_held(run: RunData) -> int:
+    """Peak sockets in the client's namespace that hold one of its ephemeral ports.
+
+    A TIME_WAIT socket belongs to the side that closed first: when the server
+    closes (connection.close = "server"), this run's TIME_WAIT sockets are the
+    server's, keyed by its listening port, and hold no client port; on
+    loopback they sit in the client's namespace all the same. On loopback each
+    connection is also two ESTABLISHED sockets, one per end.
+    """
+    ns = run.side_ns("client")
+    same_namespace = ns == run.side_ns("server")
+    established = run.peak("ESTABLISHED", ns)
+    if same_namespace and run.target_is_loopback:
+        established //= 2
+    time_wait = run.peak("TIME_WAIT", ns)
+    if run.scenario.connection.close != "client":
+        # Only what was there before the run can be another client's; reset leaves none.
+        time_wait = run.at_start("TIME_WAIT", ns)
+    return time_wait + established
 
 
 def ports_crowded(run: RunData) -> bool:
