@@ -374,8 +374,9 @@ def main() -> None:
                 ratio = open_run.cpu_us / closed_keepalive_cpu
                 print(f"  CPU per request, open / closed keep-alive at full speed: {ratio:.2f} (goal <= 1.5)  "
                       f"{'ok' if ratio <= 1.5 else 'ABOVE GOAL'}")
-            # The same closed model held near the same rate by a think time (100 connections,
-            # 6 ms each, about 9,000/s here): what pacing itself costs, wake-ups and cold caches, without the schedule.
+            # The closed model held near the same rate by a think time (100 connections, 6 ms
+            # each; its rate is printed): what pacing itself costs, wake-ups and cold caches,
+            # without the open model's schedule.
             paced = tcpstress(f"127.0.0.1:{port}", d, w, keep_args + ["--think-time", "6ms"])
             if paced.cpu_us and open_run.cpu_us:
                 print(f"  closed model paced by a 6 ms think time: {paced.rate:,.0f}/s, {paced.cpu_us:.1f} CPU "
