@@ -9,6 +9,8 @@ with --fail-on critical, and a regression beyond `diff --max-regression`),
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -159,13 +161,21 @@ def _overrides(kwargs: dict) -> dict:
     return out
 
 
+HOST_PORT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}")
+
+
+def _host_port_argument(text: str) -> bool:
+    """`tcpstress run 127.0.0.1:8080`, as with --target: HOST:PORT that is no file here."""
+    return HOST_PORT.fullmatch(text) is not None and not os.path.exists(text)
+
+
 def _load(scenario_file, target, overrides):
     from tcpstress.scenario import ScenarioError, load_scenario, target_overrides
 
     try:
-        if scenario_file and "://" in str(scenario_file):
+        if scenario_file and ("://" in str(scenario_file) or _host_port_argument(str(scenario_file))):
             if target:
-                fail("give the target once: as a URL argument or as --target")
+                fail("give the target once: as a URL or HOST:PORT argument or as --target")
             scenario_file, target = None, str(scenario_file)
         if target:
             # A URL or HOST:PORT replaces the file's target; explicit flags still win.
@@ -210,7 +220,7 @@ def run(scenario_file, target, out, quiet, shard, start_at, threshold_exprs, jso
     Examples:
       tcpstress run https://staging.example/api -H 'Authorization: Bearer T' --duration 30s
       tcpstress run scenarios/keepalive_vs_churn.toml
-      tcpstress run --target 127.0.0.1:8080 --connections 50 --duration 10s --no-keepalive
+      tcpstress run 127.0.0.1:8080 --connections 50 --duration 10s --no-keepalive
       tcpstress run scenarios/http_release_check.toml --target https://staging.example/
     """
     from tcpstress import runner, sharding

@@ -41,6 +41,23 @@ def test_closed_model_against_builtin_server(tmp_path, server_factory, keepalive
         assert (out / name).is_file(), name
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_host_port_as_the_first_argument(tmp_path, server_factory, host):
+    """`tcpstress run HOST:PORT`, as the README says: the server's own count is the witness."""
+    server = server_factory(protocol="http")
+    out = tmp_path / "run"
+    run_cli("run", f"{host}:{server.port}", "--connections", 2, "--max-requests", 40, "--duration", "5s",
+            "--out", out, "--no-report", check=True)
+    served = server.stop()
+    assert result(out)["summary"]["requests"] == served["requests"] == 40
+
+
+def test_host_port_argument_and_target_flag_conflict(tmp_path):
+    proc = run_cli("run", "127.0.0.1:8080", "--target", "127.0.0.1:8081", "--out", tmp_path / "x")
+    assert proc.returncode == 2 and "give the target once" in proc.stderr
+    assert not (tmp_path / "x").exists()
+
+
 def test_multi_worker_counts_merge_exactly(tmp_path, server_factory):
     server = server_factory(protocol="http")
     out = tmp_path / "run"
