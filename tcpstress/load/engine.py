@@ -75,6 +75,14 @@ EPOLLIN, EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
 # timeout.
 EPOLL_MASK = select.EPOLLIN | select.EPOLLOUT | select.EPOLLET | select.EPOLLRDHUP
 EPOLLRDHUP = select.EPOLLRDHUP
+# A socket whose request went out with its connect (see Engine.send_with_connect)
+# has no use for EPOLLOUT, whose edge would be one more event per connection;
+# it is added back by epoll.modify when a request is only partly sent.
+EPOLL_IN_MASK = select.EPOLLIN | select.EPOLLET | select.EPOLLRDHUP
+# Whether the request goes out right after connect() is judged on this many
+# connections: where the handshake never completes inside connect() (any real
+# network), the try is one failed send() each, and it stops.
+EARLY_SEND_TRIAL = 64
 # slot states
 IDLE, CONNECTING, SENDING, WAITING, DRAINING, PAUSED, THINKING, HANDSHAKING = range(8)
 # A request is on the wire (or its connection is being made for it) in these states.
@@ -160,7 +168,7 @@ class Slot:
 
     __slots__ = ("index", "source", "sock", "fd", "state", "count", "t_conn", "t_req", "first", "parser",
                  "want", "out", "deadline", "closing", "op_n", "op_intended", "op_start", "retry_at", "tpl",
-                 "t_tls")
+                 "t_tls", "out_watched")
 
     def __init__(self, index: int, source: str | None):
         self.index = index
@@ -184,6 +192,7 @@ class Slot:
         self.retry_at = 0.0
         self.tpl: RequestTemplate | None = None  # the request on the wire
         self.t_tls = 0.0  # TLS handshake start
+        self.out_watched = True  # EPOLLOUT is in the socket's epoll mask
 
 
 @dataclass(frozen=True)
@@ -283,6 +292,11 @@ class Engine:
         # then the request): Nagle would hold the request for the server's
         # delayed ACK (40 ms a connection, measured with TLS 1.2).
         self.nodelay = max(len(t.keep) for t in self.templates) > 1200 or s.target.protocol == "https"
+        # Plain connections with one kind of request may send it right after
+        # connect() (see send_with_connect); tried on the first EARLY_SEND_TRIAL.
+        self.early_send = self.tls is None and not self.many
+        self.early_tries = 0
+        self.early_hits = 0
         # (when, seq, slot): slots waiting for their ramp start, the end of their
         # think time, or (closed model) their retry after an error
         self.wakeups: list[tuple[float, int, Slot]] = []
@@ -331,16 +345,59 @@ class Engine:
         if err == 0:
             self.by_fd[slot.fd] = slot
             self.epoll.register(slot.fd, EPOLL_MASK)
+            slot.out_watched = True
             self.connected(slot)
         elif err == errno.EINPROGRESS:
             self.by_fd[slot.fd] = slot
+            if self.early_send and self.send_with_connect(slot):
+                return
             self.epoll.register(slot.fd, EPOLL_MASK)
+            slot.out_watched = True
             slot.state = CONNECTING
             slot.deadline = slot.t_conn + self.connect_timeout
         else:
             self.fail(slot, OSError(err, os.strerror(err)))
 
-    def connected(self, slot: Slot) -> None:
+    def send_with_connect(self, slot: Slot) -> bool:
+        """Send the first request right after a non-blocking connect(); True if it went.
+
+        On loopback the whole handshake runs inside connect() (the SYN, the
+        server's SYN-ACK and the ACK are processed before it returns), yet it
+        returns EINPROGRESS: waiting for the EPOLLOUT edge then costs a wake-up
+        and an event per connection. send() on a socket still in SYN_SENT fails
+        with EAGAIN and sends nothing, so a successful send is proof that the
+        connection was made before it began.
+        """
+        if self.early_tries >= EARLY_SEND_TRIAL and self.early_hits * 2 < self.early_tries:
+            self.early_send = False  # the handshake takes a round trip here: stop trying
+            return False
+        self.early_tries += 1
+        tpl = self.templates[0]
+        # The bytes prepare_request() will pick for a connection's first request.
+        last = self.nreq != UNLIMITED and 1 >= self.nreq
+        req = tpl.close if (last and self.close_mode == "server") else tpl.keep
+        # A send that succeeds found the connection made when it began: the clock
+        # read just before it is when the handshake was known done, and when the
+        # request left.
+        self.t = self.now()
+        try:
+            sent = slot.sock.send(req)  # type: ignore[union-attr]
+        except WOULD_BLOCK:
+            return False  # still connecting: wait for the edge as usual
+        except OSError as exc:
+            # Refused or reset during the handshake: send() took the socket's error,
+            # which the EPOLLERR edge would otherwise have reported.
+            self.fail(slot, exc)
+            return True
+        self.early_hits += 1
+        self.epoll.register(slot.fd, EPOLL_IN_MASK)
+        slot.out_watched = False
+        self.connected(slot, early=True)
+        self.request_sent(slot, self.prepare_request(slot), sent)
+        return True
+
+    def connected(self, slot: Slot, early: bool = False) -> None:
+        """The handshake is done; `early`: its first request already went (send_with_connect)."""
         end = self.t
         self.rec.connected(end, end - slot.t_conn)
         if self.http:
@@ -349,6 +406,8 @@ class Engine:
             parser = slot.parser
             if parser is None or parser.in_progress or parser.error is not None:
                 slot.parser = HttpResponseParser(self.templates[0].method)
+        if early:
+            return
         if not self.open_model and not self.budget_left():
             self.close_socket(slot)  # the run ended (or max_requests was reached) while connecting
             return
@@ -396,6 +455,18 @@ class Engine:
         return self.templates[self.picks[self.pick_n % len(self.picks)]]
 
     def send_request(self, slot: Slot) -> None:
+        req = self.prepare_request(slot)
+        try:
+            sent = slot.sock.send(req)  # type: ignore[union-attr]
+        except WOULD_BLOCK:
+            sent = 0
+        except OSError as exc:
+            self.fail(slot, exc)
+            return
+        self.request_sent(slot, req, sent)
+
+    def prepare_request(self, slot: Slot) -> bytes:
+        """Count the slot's next request, pick it, and start its clocks; its bytes."""
         slot.count += 1
         self.issued += 1
         last = self.nreq != UNLIMITED and slot.count >= self.nreq
@@ -409,16 +480,16 @@ class Engine:
                 slot.parser.expect(tpl.method)  # type: ignore[union-attr]
         else:
             slot.want = len(req)
-        try:
-            sent = slot.sock.send(req)  # type: ignore[union-attr]
-        except WOULD_BLOCK:
-            sent = 0
-        except OSError as exc:
-            self.fail(slot, exc)
-            return
+        return req
+
+    def request_sent(self, slot: Slot, req: bytes, sent: int) -> None:
+        """The first `sent` bytes of the request are on the wire; the rest waits for EPOLLOUT."""
         if sent < len(req):
             slot.out = memoryview(req)[sent:]  # the rest goes on the next EPOLLOUT edge
             slot.state = SENDING
+            if not slot.out_watched:
+                self.epoll.modify(slot.fd, EPOLL_MASK)  # re-armed: reports the edge at once if writable
+                slot.out_watched = True
         else:
             slot.state = WAITING
 

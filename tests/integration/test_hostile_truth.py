@@ -229,3 +229,45 @@ def test_stale_keepalive_connection_is_named(tmp_path, hostile):
     named = s["errors"].get("stale connection", 0) + s["anomalies"].get("closed by server", 0)
     assert named > 0, (s["errors"], s["anomalies"])
     assert not (set(s["errors"]) - {"stale connection"}), s["errors"]
+
+
+def test_a_request_larger_than_the_socket_buffer_goes_out_whole_on_a_new_connection(tmp_path, hostile):
+    """A 24 MiB body on fresh connections to a server that pauses before reading it: the
+    first send() takes only what the buffers hold (about 4 MiB on loopback here; it goes
+    out with the connect, before any EPOLLOUT is watched), and the rest must follow. The
+    server counts whole bodies read."""
+    size = 24 * 1024 * 1024
+
+    def read_body_then_close(conn, server):
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            head += chunk
+        head, _, got = head.partition(b"\r\n\r\n")
+        # Read nothing for a moment: the client's buffers fill and its send() stops short.
+        time.sleep(0.2)
+        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:"))
+        left = length - len(got)
+        while left > 0:
+            chunk = conn.recv(min(left, 1 << 20))
+            if not chunk:
+                return
+            left -= len(chunk)
+        server.count(received=length)
+        conn.sendall(OK_CLOSE)
+        server.count(answered=1)
+        conn.close()
+
+    server = hostile(read_body_then_close)
+    body = tmp_path / "body.bin"
+    body.write_bytes(b"b" * size)
+    proc, data = run(tmp_path, server, "--no-keepalive", "--close", "server", "--method", "POST",
+                     "--body-file", body, "--connections", 2, "--max-requests", 2, "--duration", "20s",
+                     "--request-timeout", "10s")
+    s = data["summary"]
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert s["requests"] == server.answered == 2 and s["error_total"] == 0
+    assert server.received == 2 * size
