@@ -404,7 +404,7 @@ class Engine:
             # One parser per slot, back at the start of a message after each response;
             # a new one only after a connection that ended mid-response or in error.
             parser = slot.parser
-            if parser is None or parser.in_progress or parser.error is not None:
+            if parser is None or not parser.at_message_start():
                 slot.parser = HttpResponseParser(self.templates[0].method)
         if early:
             return
@@ -753,7 +753,8 @@ class Engine:
 
     def after_request(self, slot: Slot, connection_open: bool) -> None:
         if not self.open_model:
-            if not self.budget_left():
+            # budget_left(), inline: this runs once per request.
+            if self.t >= self.t_end or (self.max_requests and self.issued >= self.max_requests):
                 self.close_socket(slot)
             elif self.think_time:
                 slot.state = THINKING

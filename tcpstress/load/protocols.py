@@ -276,6 +276,10 @@ class _Http1Parser:
                 raise
         return done
 
+    def at_message_start(self) -> bool:
+        """Nothing of a message held and no refusal: ready for the next response as it is."""
+        return self._state == _HEAD and not self._buf and self._error is None
+
     @property
     def error(self) -> ProtocolError | None:
         """The refusal that ended parsing, once there is one."""

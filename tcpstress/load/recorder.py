@@ -90,6 +90,10 @@ class Recorder:
         self.requests_total = 0
         self.connections_total = 0
         self.errors_total: Counter[str] = Counter()
+        # The second being filled and its bounds: most events land in it, and the
+        # per-event checks below then need no call and no division.
+        self._current: IntervalCounts | None = None
+        self._current_from = self._current_to = 0.0
 
     def _bucket(self, now: float) -> IntervalCounts | None:
         if now < self.t0 or now >= self.t_end:
@@ -98,10 +102,16 @@ class Recorder:
         b = self.open.get(i)
         if b is None:
             b = self.open[i] = IntervalCounts()
+        # Bounds from the same formula, so the cache and the division agree.
+        self._current, self._current_from = b, self.t0 + i * self.interval
+        self._current_to = min(self.t0 + (i + 1) * self.interval, self.t_end)
         return b
 
+    def _forget_current(self) -> None:
+        self._current, self._current_from, self._current_to = None, 0.0, 0.0
+
     def connected(self, now: float, connect_s: float) -> None:
-        b = self._bucket(now)
+        b = self._current if self._current_from <= now < self._current_to else self._bucket(now)
         if b is not None:
             b.connections += 1
             self.connections_total += 1
@@ -110,7 +120,7 @@ class Recorder:
     def request(self, now: float, total_s: float, ttfb_s: float, corrected_s: float | None = None,
                 status: int = 0, name: str | None = None) -> None:
         """A successful exchange (for HTTP: a response with an expected status)."""
-        b = self._bucket(now)
+        b = self._current if self._current_from <= now < self._current_to else self._bucket(now)
         if b is not None:
             b.requests += 1
             self.requests_total += 1
@@ -187,6 +197,7 @@ class Recorder:
         current = min(int((now - self.t0) // self.interval), self.intervals)
         out = []
         while self.next_index < current:
+            self._forget_current()
             counts = self.open.pop(self.next_index, IntervalCounts())
             out.append(counts.to_message(self.next_index, self.length(self.next_index)))
             self.next_index += 1
@@ -200,6 +211,7 @@ class Recorder:
         if self.next_index >= self.intervals or now < self.t0:
             return []
         reached = round(now - (self.t0 + self.next_index * self.interval), 3)
+        self._forget_current()
         msg = self.open.pop(self.next_index, IntervalCounts()).to_message(
             self.next_index, self.length(self.next_index), partial=reached)
         self.next_index += 1
