@@ -83,6 +83,8 @@ EPOLL_IN_MASK = select.EPOLLIN | select.EPOLLET | select.EPOLLRDHUP
 # connections: where the handshake never completes inside connect() (any real
 # network), the try is one failed send() each, and it stops.
 EARLY_SEND_TRIAL = 64
+SOCK_STREAM_NONBLOCK = socket.SOCK_STREAM | socket.SOCK_NONBLOCK
+EINPROGRESS = errno.EINPROGRESS
 # slot states
 IDLE, CONNECTING, SENDING, WAITING, DRAINING, PAUSED, THINKING, HANDSHAKING = range(8)
 # A request is on the wire (or its connection is being made for it) in these states.
@@ -236,6 +238,7 @@ class Engine:
         self.now = clock
         self.t = clock()  # the time of the event being handled: one clock read per event
         self.plan = plan
+        self.family, self.sockaddr = plan.family, plan.sockaddr  # read once per connection
         self.emit = emit
         s = plan.scenario
         self.s = s
@@ -323,7 +326,7 @@ class Engine:
 
     def connect(self, slot: Slot) -> None:
         # SOCK_NONBLOCK at creation saves the fcntl() of setblocking(False).
-        sock = self.socket_type(self.plan.family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+        sock = self.socket_type(self.family, SOCK_STREAM_NONBLOCK)
         slot.sock, slot.fd, slot.count = sock, sock.fileno(), 0
         slot.t_conn = self.t
         try:
@@ -338,7 +341,7 @@ class Engine:
                 if self.plan.family == socket.AF_INET:
                     sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
                 sock.bind((slot.source, 0))
-            err = sock.connect_ex(self.plan.sockaddr)
+            err = sock.connect_ex(self.sockaddr)
         except OSError as exc:
             self.fail(slot, exc)
             return
@@ -347,7 +350,7 @@ class Engine:
             self.epoll.register(slot.fd, EPOLL_MASK)
             slot.out_watched = True
             self.connected(slot)
-        elif err == errno.EINPROGRESS:
+        elif err == EINPROGRESS:
             self.by_fd[slot.fd] = slot
             if self.early_send and self.send_with_connect(slot):
                 return
