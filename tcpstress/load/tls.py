@@ -55,12 +55,18 @@ class StdlibTls:
 
 def client_tls(tls: Tls, server_name: str) -> Any:
     """The engine's TLS backend: OpenSSL through `cryptography`'s bindings (tls_native),
-    unless TCPSTRESS_TLS_BACKEND=ssl asks for CPython's ssl module or the bindings
-    lack something it needs. Both verify, offer and fail alike."""
+    unless TCPSTRESS_TLS_BACKEND=ssl asks for CPython's ssl module, SSLKEYLOGFILE is
+    set or the bindings lack something it needs. Both verify, offer and fail alike."""
     from tcpstress.load import tls_native
 
-    if os.environ.get("TCPSTRESS_TLS_BACKEND", "openssl") != "ssl" and tls_native.available():
-        return tls_native.NativeTls(tls, server_name)
+    # SSLKEYLOGFILE (a key log for Wireshark) is honoured by CPython's default
+    # context; tls_native does not write one, so such a run keeps the ssl module.
+    if (os.environ.get("TCPSTRESS_TLS_BACKEND", "openssl") != "ssl" and not os.environ.get("SSLKEYLOGFILE")
+            and tls_native.available()):
+        try:
+            return tls_native.NativeTls(tls, server_name)
+        except ssl.SSLError:
+            pass  # a setting this OpenSSL refuses: the ssl module says whether it is the scenario's
     return StdlibTls(tls, server_name)
 
 

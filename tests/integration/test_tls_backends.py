@@ -44,8 +44,9 @@ def make_nginx(tmp_path):
 
 def run(tmp_path, backend, url, *args):
     out = tmp_path / f"run-{backend}-{len(list(tmp_path.glob('run-*')))}"
+    env = {k: v for k, v in os.environ.items() if k != "SSLKEYLOGFILE"}
     proc = run_cli("run", url, "--connections", 2, "--workers", 1, "--duration", "1s", "--out", out, *args,
-                   env={**os.environ, "TCPSTRESS_TLS_BACKEND": backend})
+                   env={**env, "TCPSTRESS_TLS_BACKEND": backend})
     assert proc.returncode in (0, 1), proc.stderr
     return json.loads((out / "result.json").read_text())["summary"]
 
@@ -55,6 +56,9 @@ def test_the_default_backend_is_the_native_one_and_the_variable_selects_the_ssl_
     monkeypatch.delenv("TCPSTRESS_TLS_BACKEND", raising=False)
     assert isinstance(client_tls(Tls(insecure=True), "localhost"), tls_native.NativeTls)
     monkeypatch.setenv("TCPSTRESS_TLS_BACKEND", "ssl")
+    assert isinstance(client_tls(Tls(insecure=True), "localhost"), StdlibTls)
+    monkeypatch.delenv("TCPSTRESS_TLS_BACKEND")
+    monkeypatch.setenv("SSLKEYLOGFILE", "/dev/null")  # only the ssl module writes a key log
     assert isinstance(client_tls(Tls(insecure=True), "localhost"), StdlibTls)
 
 
