@@ -165,7 +165,7 @@ class Slot:
     def __init__(self, index: int, source: str | None):
         self.index = index
         self.source = source
-        # socket.SocketType (plain) or ssl.SSLSocket (https)
+        # socket.SocketType (plain); https: tls_native.NativeTlsSocket or ssl.SSLSocket
         self.sock: socket.SocketType | None = None
         self.fd = -1
         self.state = IDLE
