@@ -2,7 +2,8 @@
 for the built-in server (`tcpstress serve --tls`) and the tests.
 
 The client speaks TLS inside the engine's own epoll loop: each connected socket
-is wrapped in a non-blocking SSLSocket whose handshake, reads and writes raise
+is wrapped (client_tls: tls_native's OpenSSL connection, or CPython's SSLSocket)
+in a non-blocking TLS connection whose handshake, reads and writes raise
 SSLWantRead/WriteError where a plain socket raises BlockingIOError, so the
 state machine waits for the next edge either way.
 """

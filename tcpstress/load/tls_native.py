@@ -5,7 +5,8 @@ OpenSSL API (`cryptography.hazmat.bindings.openssl.binding.Binding`).
 Why not CPython's ssl module on the connection-churn path (measured, README
 "Benchmarks"): its `session=` setter copies the session it is given by
 serialising and parsing it again, peer certificate included, on every
-connection (a third of the client's CPU per resumed connection here), and its
+connection (a quarter of the client's time per resumed connection in a
+blocking micro-benchmark here), and its
 SSLSocket object costs Python on every call. Here the worker's session is
 handed to SSL_set_session as it is, OpenSSL reads and writes the socket itself
 (SSL_set_fd), and a connection is one small object.
@@ -35,8 +36,9 @@ from tcpstress.scenario import Tls
 try:
     from cryptography.hazmat.bindings.openssl.binding import Binding
 
-    _lib: Any = Binding.lib
-    _ffi: Any = Binding.ffi
+    _binding = Binding()  # instantiating loads the library (older releases fill Binding.lib then)
+    _lib: Any = _binding.lib
+    _ffi: Any = _binding.ffi
 except ImportError:  # pragma: no cover - cryptography is a dependency
     _lib = _ffi = None
 
