@@ -57,7 +57,10 @@ _NEEDED = (
 # system OpenSSL 3.0 that CPython uses here): the ClientHello offers what it
 # offered before, with one X25519 key share, whatever newer OpenSSL
 # `cryptography` bundles.
-_GROUPS = b"X25519:P-256:X448:P-521:P-384:ffdhe2048:ffdhe3072:ffdhe4096:ffdhe6144:ffdhe8192"
+# The finite-field groups are TLS 1.3's: OpenSSL 3.0 leaves them out of a TLS 1.2
+# ClientHello (nginx's $ssl_curves shows both; tests/integration/test_tls_backends.py).
+_GROUPS_TLS12 = b"X25519:P-256:X448:P-521:P-384"
+_GROUPS = _GROUPS_TLS12 + b":ffdhe2048:ffdhe3072:ffdhe4096:ffdhe6144:ffdhe8192"
 _SSL_R_CERTIFICATE_VERIFY_FAILED = 134  # ssl/sslerr.h; not among the bindings' constants
 _SENT_AND_RECEIVED_SHUTDOWN = 3  # SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN
 
@@ -94,7 +97,8 @@ class NativeTls:
         tls12 = ":".join(c["name"] for c in model.get_ciphers() if c["protocol"] != "TLSv1.3")
         if tls12:
             _check(_lib.SSL_CTX_set_cipher_list(ctx, b"@SECLEVEL=2:" + tls12.encode()) == 1)
-        _check(_lib.SSL_CTX_set1_curves_list(ctx, _GROUPS) == 1)
+        tls12_only = 0 < model.maximum_version <= ssl.TLSVersion.TLSv1_2
+        _check(_lib.SSL_CTX_set1_curves_list(ctx, _GROUPS_TLS12 if tls12_only else _GROUPS) == 1)
         _check(_lib.SSL_CTX_set_alpn_protos(ctx, b"\x08http/1.1", 9) == 0)  # 0 is success here
         if tls.insecure:
             _lib.SSL_CTX_set_verify(ctx, _lib.SSL_VERIFY_NONE, _ffi.NULL)
