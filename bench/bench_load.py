@@ -191,12 +191,13 @@ def hey(url: str, duration: int, close: bool) -> Measured:
     return Measured(rate, cpu_rate / rate * 1e6, {})
 
 
-def tcpstress(target: str, duration: int, workers: int, args: list[str]) -> Measured:
+def tcpstress(target: str, duration: int, workers: int, args: list[str], env: dict[str, str] | None = None) -> Measured:
     out_dir = Path(tempfile.mkdtemp(prefix="bench-")) / "run"
     cmd = [sys.executable, "-m", "tcpstress", "run", "-q", "--no-report", "--target", target,
            "--duration", f"{duration}s", "--out", str(out_dir), "--workers", str(workers)] + args
     try:
-        _, cpu_rate, runner_rate = watch(cmd, 1 + workers, duration, cwd=ROOT)
+        _, cpu_rate, runner_rate = watch(cmd, 1 + workers, duration, cwd=ROOT,
+                                         env={**os.environ, **env} if env else None)
         summary = json.loads((out_dir / "result.json").read_text())["summary"]
     finally:
         shutil.rmtree(out_dir.parent, ignore_errors=True)
@@ -358,6 +359,10 @@ def main() -> None:
             section("TLS churn (self-signed ECDSA P-256; tcpstress resumes sessions, its default)",
                     f"{ours} --no-keepalive --close server -c 100", mine, peers, {list(peers)[0]: 0.8},
                     {list(peers)[0]: 1.5})
+            # The same run through CPython's ssl module (the backend before tls_native), beside it.
+            stdlib = tcpstress(tls_url, d, w, churn_args + tls_args, {"TCPSTRESS_TLS_BACKEND": "ssl"})
+            section("TLS churn, CPython's ssl module (TCPSTRESS_TLS_BACKEND=ssl)",
+                    f"{ours} ... (ssl module)", stdlib, peers, {list(peers)[0]: 0.8}, {list(peers)[0]: 1.5})
             peers = {"wrk -t2 -c100 https://": wrk(tls_url, d, False)}
             mine = tcpstress(tls_url, d, w, keep_args + tls_args)
             section("TLS keep-alive", f"{ours} --keepalive -c 100", mine, peers, {list(peers)[0]: 0.5},

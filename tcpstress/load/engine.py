@@ -46,7 +46,7 @@ from typing import Any, Callable, Iterator
 from tcpstress.load import schedule
 from tcpstress.load.protocols import HttpResponseParser, ProtocolError, build_http_request
 from tcpstress.load.recorder import Recorder
-from tcpstress.load.tls import client_context
+from tcpstress.load.tls import client_tls
 from tcpstress.scenario import UNLIMITED, RequestSpec, Scenario, status_accepted
 
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
@@ -175,7 +175,7 @@ class Slot:
     def __init__(self, index: int, source: str | None):
         self.index = index
         self.source = source
-        # socket.SocketType (plain) or ssl.SSLSocket (https)
+        # socket.SocketType (plain); https: tls_native.NativeTlsSocket or ssl.SSLSocket
         self.sock: socket.SocketType | None = None
         self.fd = -1
         self.state = IDLE
@@ -263,10 +263,11 @@ class Engine:
         self.sequence = self.many and s.target.request_order == "sequence"
         self.picks = weighted_picks(s.request_specs(), plan.index) if self.many else [0]
         self.pick_n = 0
-        self.tls: ssl.SSLContext | None = client_context(s.tls) if s.target.protocol == "https" else None
         self.server_name = s.tls.server_name or s.target.host
+        # NativeTls or StdlibTls (tcpstress.load.tls.client_tls): wrap(sock, session)
+        self.tls: Any = client_tls(s.tls, self.server_name) if s.target.protocol == "https" else None
         self.resume = s.tls.resume
-        self.session: ssl.SSLSession | None = None
+        self.session: Any = None  # the backend's session object
         self.issued = 0  # requests sent (what load.max_requests limits)
         self.in_flight_at_end = 0
         self.answered_after_end = 0
@@ -284,8 +285,8 @@ class Engine:
         self.so_keepalive = s.connection.so_keepalive
         # Plain sockets are the C type itself: socket.socket is a Python subclass
         # whose __init__ and close() cost a few microseconds per connection. TLS
-        # needs the subclass (wrap_socket takes it over).
-        self.socket_type = socket.socket if self.tls is not None else socket.SocketType
+        # through CPython's ssl needs the subclass (wrap_socket takes it over).
+        self.socket_type = self.tls.socket_type if self.tls is not None else socket.SocketType
         # Nagle holds a small segment only while earlier data is unacknowledged.
         # A request that fits one segment is sent when the previous answer (which
         # acknowledged the previous request) has arrived, so it never waits;
@@ -422,13 +423,11 @@ class Engine:
     def start_tls(self, slot: Slot, now: float) -> None:
         """Wrap the connected socket; the handshake runs on the same edges as everything else."""
         assert self.tls is not None and slot.sock is not None
-        session = self.session if self.resume else None
         try:
-            slot.sock = self.tls.wrap_socket(slot.sock, server_hostname=self.server_name,  # type: ignore[arg-type]
-                                             do_handshake_on_connect=False, session=session)
-        except ValueError:  # a session the context cannot take: a full handshake then
-            slot.sock = self.tls.wrap_socket(slot.sock, server_hostname=self.server_name,  # type: ignore[arg-type]
-                                             do_handshake_on_connect=False)
+            slot.sock = self.tls.wrap(slot.sock, self.session if self.resume else None)
+        except OSError as exc:
+            self.fail(slot, exc)
+            return
         slot.state = HANDSHAKING
         slot.t_tls = now
         slot.deadline = now + self.connect_timeout
@@ -440,7 +439,7 @@ class Engine:
             self.fail(slot, exc)
 
     def handshake(self, slot: Slot) -> None:
-        sock: ssl.SSLSocket = slot.sock  # type: ignore[assignment]
+        sock: Any = slot.sock  # the backend's TLS socket (tls_native or ssl)
         sock.do_handshake()  # SSLWantRead/WriteError: wait for the next edge
         end = self.t
         self.rec.tls_handshake(end, end - slot.t_tls, bool(sock.session_reused))
@@ -674,11 +673,11 @@ class Engine:
             self.rec.failed_response(end, end - self.request_start(slot), status,
                                      slot.tpl.name if self.many else None)  # type: ignore[union-attr]
         if self.tls is not None and self.resume and slot.count == 1:
-            sock: ssl.SSLSocket = slot.sock  # type: ignore[assignment]
+            sock: Any = slot.sock
             # TLS 1.3 sends its ticket after the handshake; by the first answer it is here.
-            # Reading .session copies it (CPython serialises and parses it again, peer
-            # certificate included), so it is read only after a full handshake: a
-            # resumed one goes on with the session it resumed.
+            # CPython's ssl copies the session when it is set (serialises and parses it
+            # again, peer certificate included), so it is read only after a full
+            # handshake: a resumed one goes on with the session it resumed.
             if self.session is None or not sock.session_reused:
                 self.session = sock.session
         self.finish_request(slot, closing, eof, reset)
@@ -714,7 +713,7 @@ class Engine:
             try:
                 while sock.recv(RECV_SIZE):
                     pass
-            except BlockingIOError:
+            except WOULD_BLOCK:  # TLS says SSLWantReadError where a plain socket says BlockingIOError
                 return False
             except OSError as exc:
                 self.fail(slot, exc)

@@ -2,7 +2,8 @@
 for the built-in server (`tcpstress serve --tls`) and the tests.
 
 The client speaks TLS inside the engine's own epoll loop: each connected socket
-is wrapped in a non-blocking SSLSocket whose handshake, reads and writes raise
+is wrapped (client_tls: tls_native's OpenSSL connection, or CPython's SSLSocket)
+in a non-blocking TLS connection whose handshake, reads and writes raise
 SSLWantRead/WriteError where a plain socket raises BlockingIOError, so the
 state machine waits for the next edge either way.
 """
@@ -12,8 +13,10 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+import socket
 import ssl
 from pathlib import Path
+from typing import Any
 
 from tcpstress.scenario import Tls
 
@@ -30,6 +33,42 @@ def client_context(tls: Tls) -> ssl.SSLContext:
         ctx.minimum_version = ctx.maximum_version = _VERSIONS[tls.version]
     ctx.set_alpn_protocols(["http/1.1"])
     return ctx
+
+
+class StdlibTls:
+    """Connections through CPython's ssl module (TCPSTRESS_TLS_BACKEND=ssl, or when
+    tls_native cannot work with the installed `cryptography`)."""
+
+    # wrap_socket takes over a socket.socket (the Python subclass), not the C type
+    socket_type = socket.socket
+
+    def __init__(self, tls: Tls, server_name: str) -> None:
+        self.ctx = client_context(tls)
+        self.server_name = server_name
+
+    def wrap(self, sock: socket.socket, session: ssl.SSLSession | None) -> ssl.SSLSocket:
+        try:
+            return self.ctx.wrap_socket(sock, server_hostname=self.server_name, do_handshake_on_connect=False,
+                                        session=session)
+        except ValueError:  # a session the context cannot take: a full handshake then
+            return self.ctx.wrap_socket(sock, server_hostname=self.server_name, do_handshake_on_connect=False)
+
+
+def client_tls(tls: Tls, server_name: str) -> Any:
+    """The engine's TLS backend: OpenSSL through `cryptography`'s bindings (tls_native),
+    unless TCPSTRESS_TLS_BACKEND=ssl asks for CPython's ssl module, SSLKEYLOGFILE is
+    set or the bindings lack something it needs. Both verify, offer and fail alike."""
+    from tcpstress.load import tls_native
+
+    # SSLKEYLOGFILE (a key log for Wireshark) is honoured by CPython's default
+    # context; tls_native does not write one, so such a run keeps the ssl module.
+    if (os.environ.get("TCPSTRESS_TLS_BACKEND", "openssl") != "ssl" and not os.environ.get("SSLKEYLOGFILE")
+            and tls_native.available()):
+        try:
+            return tls_native.NativeTls(tls, server_name)
+        except ssl.SSLError:
+            pass  # a setting this OpenSSL refuses: the ssl module says whether it is the scenario's
+    return StdlibTls(tls, server_name)
 
 
 def server_context(cert_file: str | Path, key_file: str | Path) -> ssl.SSLContext:
