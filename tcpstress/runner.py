@@ -41,7 +41,16 @@ if TYPE_CHECKING:
 # How long after the end the runner waits for workers to send their last
 # seconds; a worker still busy then is stopped and the run marked partial.
 STOP_GRACE_S = 30.0
-START_SLACK_S = 0.2  # between handing out plans and the first scheduled operation
+# Between handing out the plans and the first scheduled operation. It covers the
+# longer of a worker reading its plan and building its engine (1-3 ms here) and the
+# runner starting its sampler, hlog files and server watch after the plans (5-15 ms
+# here): everything slower (the workers' boot, imports) is done before the plans
+# go out. Measured with a loaded machine in mind: a worker that missed it would
+# start its schedule late (late starts), not lose requests.
+START_SLACK_S = 0.05
+# Each https worker verifying against the system's CA store loads it when it builds
+# its engine (ssl.create_default_context: ~50 ms here); a --ca-file is one file.
+TLS_STORE_SLACK_S = 0.1
 
 
 def utc_stamp(t: float | None = None) -> str:
@@ -165,7 +174,8 @@ def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = Non
     out_dir.mkdir(parents=True, exist_ok=True)
     s = scenario
     merger = IntervalMerger(max(1, int(-(-s.load.duration // 1))), s.load.duration)
-    meta = _first_meta(s, ctx, started_at=time.time())
+    # The namespace's knobs are read once the workers are spawned (below): ~20-30 ms off the start.
+    meta = _first_meta(s, ctx, started_at=time.time(), sysctls=ctx.sysctls or {})
     live_line = LiveLine(live)
     server: BuiltinServer | None = None
     pool: WorkerPool | None = None
@@ -177,6 +187,13 @@ def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = Non
     partial_reason: str | None = None
     with SigtermRaises() as sigterm, ExitStack() as run, ExitStack() as load:
         try:
+            # The workers first: their boot (an interpreter and its imports, ~0.15 s each, in
+            # parallel) overlaps everything below up to wait_booted(). Pushed before launch():
+            # its exit stops whatever workers got going.
+            pool = load.push(WorkerPool(s.load.workers, spawn=ctx.client_spawn, log_dir=out_dir))
+            pool.launch()
+            if not ctx.sysctls:
+                meta["sysctls"] = own_namespace_sysctls()
             port = s.target.port
             if s.server.builtin:
                 tls_files = _builtin_tls(s, out_dir)
@@ -196,21 +213,23 @@ def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = Non
             meta["target"] = {"host": resolved.address, "port": port, "name": target_host,
                               "addresses": list(resolved.addresses), "family": resolved.family_name,
                               "scope": resolved.scope}
-
-            # Pushed before start(): its exit stops whatever workers start() got going.
-            pool = load.push(WorkerPool(s.load.workers, spawn=ctx.client_spawn, log_dir=out_dir))
-            pool.start()
-            t_start = _load_start(ctx)
-            t0 = t_start + s.load.warmup
-            t_end = t0 + s.load.duration
-            meta["t0_epoch"] = time.time() + (t0 - time.monotonic())
-            sampling = run.enter_context(_sampling(s, ctx, out_dir, t0, port, pool, server))
+            sampler_type = _sampler_type()  # imported (~30 ms) while the workers boot
+            pool.wait_booted()
+            fault = None
             if ctx.fault_factory and s.fault.kind != "none":
                 fault = ctx.fault_factory(port)
                 fault.prepare()
+            t_start = _load_start(ctx, s)
+            t0 = t_start + s.load.warmup
+            t_end = t0 + s.load.duration
+            meta["t0_epoch"] = time.time() + (t0 - time.monotonic())
+            # Plans first: each worker builds its engine while the runner starts what
+            # watches the run; the slack covers the longer of the two.
+            pool.send_plans(_plans(s, ctx, resolved, t_start, t0, t_end))
+            sampling = run.enter_context(_sampling(s, ctx, out_dir, t0, port, pool, server, sampler_type))
+            if fault is not None:
                 fault_timer = load.enter_context(FaultTimer(fault, t0 + s.fault.at, s.fault.lasts))
             hlogs = run.enter_context(hlog_writers(out_dir, _metrics(s), meta["t0_epoch"]))
-            pool.send_plans(_plans(s, ctx, resolved, t_start, t0, t_end))
             if server:
                 watch = run.enter_context(ServerWatch.start(server.proc, t0,
                                                             on_death=partial(pool.signal_all, signal.SIGTERM)))
@@ -257,26 +276,35 @@ def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = Non
     return result
 
 
-def _first_meta(s: Scenario, ctx: RunContext, started_at: float) -> dict[str, Any]:
+def _first_meta(s: Scenario, ctx: RunContext, started_at: float,
+                sysctls: dict[str, Any] | None = None) -> dict[str, Any]:
     """result.json's head as it stands before anything starts (streamed as "in progress")."""
     return {
         "format": results.FORMAT, "tool_version": __version__, "kernel": platform.release(),
         "hostname": socket.gethostname(), "netns": own_netns(), "cpu_count": os.cpu_count(), "started_at": utc_stamp(started_at), "ended_at": None,
         "partial": True, "partial_reason": "in progress", "name": s.name, "variant": ctx.variant,
-        "scenario": s.to_dict(), "sysctls": ctx.sysctls or own_namespace_sysctls(),
+        "scenario": s.to_dict(), "sysctls": (ctx.sysctls or own_namespace_sysctls()) if sysctls is None else sysctls,
         "shard": ({"index": ctx.shard[0], "count": ctx.shard[1],
                    **({"name": ctx.shard_name} if ctx.shard_name else {})} if ctx.shard else None),
         "start_at": utc_stamp(ctx.start_at) if ctx.start_at else None,
     }
 
 
-def _load_start(ctx: RunContext) -> float:
+def start_slack(s: Scenario) -> float:
+    """Seconds between handing out the plans and the first scheduled operation."""
+    if s.target.protocol == "https" and not s.tls.ca_file:
+        return START_SLACK_S + TLS_STORE_SLACK_S
+    return START_SLACK_S
+
+
+def _load_start(ctx: RunContext, s: Scenario) -> float:
     """The monotonic time of the first scheduled operation, warm-up included."""
+    slack = start_slack(s)
     if ctx.start_at is None:
-        return time.monotonic() + START_SLACK_S
+        return time.monotonic() + slack
     # Every shard starts on the same wall-clock second; the schedule
     # below is relative to it, so intended start times agree too.
-    late = time.time() + START_SLACK_S - ctx.start_at
+    late = time.time() + slack - ctx.start_at
     if late > 0:
         raise RunError(f"--start-at {utc_stamp(ctx.start_at)} had passed by {late:.1f} s when the "
                        f"workers were ready (start-up took longer): give a time further ahead")
@@ -315,13 +343,23 @@ def _with_sources(s: Scenario, sources: tuple[str, ...]) -> Scenario:
     return replace(s, connection=replace(s.connection, source_addresses=sources))
 
 
-def _sampling(s: Scenario, ctx: RunContext, out_dir: Path, t0: float, port: int,
-              pool: WorkerPool, server: BuiltinServer | None) -> Sampling:
-    """The run's kernel sampler, started when entered, its summary kept when it stops."""
+def _sampler_type() -> type | None:
+    """The kernel sampler's class, or None when it cannot be imported."""
     try:
-        from tcpstress.sampler.sampler import NamespaceRef, Sampler
+        from tcpstress.sampler.sampler import Sampler
     except ImportError:  # the sampler is optional until it lands
+        return None
+    return Sampler
+
+
+def _sampling(s: Scenario, ctx: RunContext, out_dir: Path, t0: float, port: int,
+              pool: WorkerPool, server: BuiltinServer | None, sampler_type: type | None = None) -> Sampling:
+    """The run's kernel sampler, started when entered, its summary kept when it stops."""
+    Sampler = sampler_type or _sampler_type()
+    if Sampler is None:
         return Sampling(None)
+    from tcpstress.sampler.sampler import NamespaceRef
+
     namespaces = ctx.namespaces or [NamespaceRef(label="host")]
 
     def processes() -> dict:

@@ -73,6 +73,12 @@ class WorkerPool:
 
     def start(self) -> None:
         """Start every worker and wait until each has imported its code."""
+        self.launch()
+        self.wait_booted()
+
+    def launch(self) -> None:
+        """Start every worker process without waiting for it: a worker's boot (an
+        interpreter and its imports, ~0.15 s) then overlaps the caller's own set-up."""
         for i in range(self.count):
             name = f"worker-{i}"
             stderr_path = (self.log_dir / f"{name}.stderr") if self.log_dir else None
@@ -86,6 +92,9 @@ class WorkerPool:
             handle = WorkerHandle(name=name, proc=proc, stderr_path=stderr_path)
             self.workers.append(handle)
             threading.Thread(target=self._read, args=(handle,), daemon=True, name=f"read-{name}").start()
+
+    def wait_booted(self) -> None:
+        """Wait until every spawned worker has imported its code (its "booted" line)."""
         deadline = time.monotonic() + BOOT_TIMEOUT_S
         while any(w.state == "starting" for w in self.workers):
             left = deadline - time.monotonic()

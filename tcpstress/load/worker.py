@@ -15,10 +15,10 @@ import os
 import resource
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tcpstress.load.engine import Engine, WorkerPlan
-from tcpstress.scenario import Scenario
+if TYPE_CHECKING:
+    from tcpstress.load.engine import WorkerPlan
 
 FD_MARGIN = 64  # stdin/stdout, the epoll set, the signal wake-up pipe and the interpreter's own
 
@@ -36,6 +36,9 @@ def raise_fd_limit() -> int:
 
 
 def plan_from_message(msg: dict[str, Any]) -> WorkerPlan:
+    from tcpstress.load.engine import WorkerPlan
+    from tcpstress.scenario import Scenario
+
     return WorkerPlan(
         scenario=Scenario.from_dict(msg["scenario"]), family=msg["family"], sockaddr=tuple(msg["sockaddr"]),
         index=msg["index"], workers=msg["workers"], t_start=msg["t_start"], t0=msg["t0"], t_end=msg["t_end"])
@@ -51,6 +54,12 @@ def main() -> int:
     # The runner decides when to stop; a Ctrl-C on the terminal reaches the
     # whole process group, and the worker must still report what it has.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The engine is imported here, not at the top, so that the runner's
+    # check_fd_limit can read FD_MARGIN without paying for it; "booted" still
+    # means everything the run needs is imported (the runner times the start
+    # of the load from that line).
+    from tcpstress.load.engine import Engine
+
     emit({"type": "booted", "pid": os.getpid()})
     try:
         plan = plan_from_message(json.loads(sys.stdin.readline()))
