@@ -1,6 +1,6 @@
 """The sampling loop: kernel state of some network namespaces, plus process figures.
 
-Every `interval` seconds, in its own thread (psutil and netlink block), the
+Every `interval` seconds, in its own thread (/proc reads and netlink block), the
 Sampler takes for each namespace:
 
 - TCP sockets per state, IPv4 and IPv6 (sock_diag netlink; /proc/net/tcp{,6}
@@ -44,7 +44,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, TextIO, Union
 
-import psutil
 
 from tcpstress.results import PROCESSES_FILE, SAMPLES_FILE
 from tcpstress.sampler import procfs
@@ -233,14 +232,34 @@ def _run_delay_ns(pid: int) -> int | None:
         return None
 
 
-def _fd_count(pid: int, process: psutil.Process) -> int:
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _cpu_and_rss(pid: int) -> tuple[float, int]:
+    """CPU seconds (user + system, every thread) and resident bytes from one read of
+    /proc/PID/stat; OSError when the process is gone.
+
+    psutil reads /proc/PID/stat for the CPU and /proc/PID/statm for the memory, with
+    its own Python around each: for the five or six processes of a run, ten times a
+    second, that was about half of the sampler's own CPU.
+    """
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        data = f.read()
+    # The command name, in parentheses, may hold spaces: count fields after it.
+    fields = data.rpartition(b")")[2].split()
+    try:
+        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS, int(fields[21]) * _PAGE_SIZE
+    except (IndexError, ValueError):
+        raise ProcessLookupError(pid) from None
+
+
+def _fd_count(pid: int) -> int:
+    """Open fds; PermissionError for another user's process (as psutil's AccessDenied was)."""
     # Since Linux 6.2 the size of /proc/PID/fd is its number of open fds: one
     # stat instead of listing 20,000 entries. Older kernels report 0.
-    try:
-        size = os.stat(f"/proc/{pid}/fd").st_size
-    except OSError:
-        size = 0
-    return size if size > 0 else process.num_fds()
+    size = os.stat(f"/proc/{pid}/fd").st_size
+    return size if size > 0 else len(os.listdir(f"/proc/{pid}/fd"))
 
 
 class _ProcessTracker:
@@ -248,7 +267,8 @@ class _ProcessTracker:
 
     def __init__(self, registry: ProcessRegistry | None) -> None:
         self._registry = registry
-        self._processes: dict[int, psutil.Process] = {}
+        # pid -> (monotonic time, CPU seconds) at the previous reading
+        self._cpu: dict[int, tuple[float, float]] = {}
         # pid -> (monotonic time, run delay ns) at the previous reading
         self._delays: dict[int, tuple[float, int]] = {}
 
@@ -260,21 +280,19 @@ class _ProcessTracker:
 
     def _measure_one(self, pid: int) -> dict[str, Any] | None:
         """cpu %, rss, fds and whether the cpu figure is real; None if gone."""
-        process = self._processes.get(pid)
-        new = process is None
         try:
-            if process is None:
-                process = self._processes[pid] = psutil.Process(pid)
-            with process.oneshot():
-                # psutil's first cpu_percent() of a process has no earlier
-                # reading and says 0.0: such a figure is marked incomplete.
-                cpu = process.cpu_percent(None)
-                rss = process.memory_info().rss
-            return {"cpu": cpu, "complete": not new, "rss": rss, "fds": _fd_count(pid, process),
-                    "wait": self._wait_percent(pid)}
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            self._processes.pop(pid, None)
+            now = time.monotonic()
+            cpu_s, rss = _cpu_and_rss(pid)
+            fds = _fd_count(pid)
+        except OSError:  # gone, or another user's (no fd count), as psutil's errors were
+            self._cpu.pop(pid, None)
             return None
+        before = self._cpu.get(pid)
+        self._cpu[pid] = (now, cpu_s)
+        # A process's first reading has nothing to compare with: 0.0, marked incomplete.
+        cpu = 100.0 * (cpu_s - before[1]) / (now - before[0]) if before and now > before[0] else 0.0
+        return {"cpu": max(cpu, 0.0), "complete": before is not None, "rss": rss, "fds": fds,
+                "wait": self._wait_percent(pid)}
 
     def _wait_percent(self, pid: int) -> float | None:
         """Share of the time since the last reading that the process waited for a CPU (100 = all of it):
@@ -294,8 +312,8 @@ class _ProcessTracker:
         # cpu_percent() right after the first would measure nothing.
         by_pid = {pid: found for pid in sorted({p for pids in roles.values() for p in pids})
                   if (found := self._measure_one(pid)) is not None}  # a PID that is gone is left out
-        for gone in set(self._processes) - set(by_pid):
-            del self._processes[gone]
+        for gone in set(self._cpu) - set(by_pid):
+            del self._cpu[gone]
             self._delays.pop(gone, None)
         figures: dict[str, dict[str, Any]] = {}
         for role, pids in roles.items():
@@ -343,7 +361,7 @@ class _Summary:
             entry["wait_samples"] += 1
         entry["rss_peak"] = max(entry["rss_peak"], figures["rss_bytes"])
         entry["fds_peak"] = max(entry["fds_peak"], figures["fds"])
-        if figures["cpu_complete"]:  # a process's first reading is psutil's 0.0
+        if figures["cpu_complete"]:  # a process's first reading has no CPU figure (0.0)
             entry["cpu_peak"] = max(entry["cpu_peak"], figures["cpu_percent"])
             entry["cpu_sum"] += figures["cpu_percent"]
             entry["cpu_samples"] += 1

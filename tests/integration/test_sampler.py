@@ -453,7 +453,7 @@ def test_time_wait_from_sockstat_without_port_filter_agrees_with_ss(tmp_path):
 
 def test_wait_percent_is_the_time_a_runnable_process_did_not_run(zoo):
     """Two busy loops pinned to one CPU: each always runnable, so its CPU share and its wait
-    for the CPU add up to about the whole time (CPU from psutil, wait from schedstat);
+    for the CPU add up to about the whole time (CPU from /proc/PID/stat, wait from schedstat);
     a sleeping process waits for nothing."""
     _, zoo_process, _ = zoo
     core = sorted(os.sched_getaffinity(0))[0]
