@@ -23,9 +23,14 @@ from tcpstress.scenario import Tls
 _VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 
 
-def client_context(tls: Tls) -> ssl.SSLContext:
-    """Verification as curl does it (system CAs, or ca_file; -k skips it), ALPN http/1.1."""
-    ctx = ssl.create_default_context(cafile=tls.ca_file or None)
+def client_context(tls: Tls, load_cas: bool = True) -> ssl.SSLContext:
+    """Verification as curl does it (system CAs, or ca_file; -k skips it), ALPN http/1.1.
+
+    load_cas=False: the same settings without reading any CA (create_default_context's
+    one other step), for tls_native, which copies the settings and loads the CAs
+    into its own context: reading the system store twice cost ~50 ms a worker.
+    """
+    ctx = ssl.create_default_context(cafile=tls.ca_file or None) if load_cas else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     if tls.insecure:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE

@@ -290,4 +290,4 @@ def _ip_bytes(name: str) -> bytes | None:
 def _stdlib_context(tls: Tls) -> ssl.SSLContext:
     from tcpstress.load.tls import client_context
 
-    return client_context(tls)
+    return client_context(tls, load_cas=False)
