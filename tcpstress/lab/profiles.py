@@ -72,12 +72,15 @@ def _validate_side(settings: object, where: str) -> dict[str, str]:
         raise ProfileError(f"{where}: must be a table of knob = value")
     validated: dict[str, str] = {}
     for key, value in settings.items():
+        # A key is shown as written unless it holds a line break or another unprintable
+        # character (TOML allows any in a quoted key): the message stays one line.
+        shown = key if isinstance(key, str) and key.isprintable() else repr(key)
         try:
             path, text = validate_setting(key, value)
         except ProfileError as error:
-            raise ProfileError(f"{where}.{key}: {error}") from None
+            raise ProfileError(f"{where}.{shown}: {error}") from None
         if path in validated:
-            raise ProfileError(f"{where}.{key}: {path} is set twice")
+            raise ProfileError(f"{where}.{shown}: {path} is set twice")
         validated[path] = text
     return validated
 
