@@ -75,7 +75,7 @@ def test_any_profiles_file_bytes_load_or_fail_with_one_line(tmp_path_factory, da
 
 def test_a_knob_name_with_a_line_break_is_shown_quoted():
     """Found by the fuzz above: a quoted TOML key may hold "\\r" or "\\n"."""
-    for key in ("\r", "tcp_tw_reuse\n", "a\tb"):
+    for key in ("\r", "no\nsuch_knob", "a\tb"):
         try:
             parse_profiles({"profiles": {"p": {"client": {key: 1}}}}, "fuzz.toml")
         except ProfileError as error:
