@@ -290,9 +290,10 @@ class _ProcessTracker:
         before = self._cpu.get(pid)
         self._cpu[pid] = (now, cpu_s)
         # A process's first reading has nothing to compare with: 0.0, marked incomplete.
-        cpu = 100.0 * (cpu_s - before[1]) / (now - before[0]) if before and now > before[0] else 0.0
-        return {"cpu": max(cpu, 0.0), "complete": before is not None, "rss": rss, "fds": fds,
-                "wait": self._wait_percent(pid)}
+        used, elapsed = (max(cpu_s - before[1], 0.0), now - before[0]) if before else (0.0, 0.0)
+        cpu = 100.0 * used / elapsed if elapsed > 0 else 0.0
+        return {"cpu": cpu, "cpu_s": used, "elapsed": elapsed, "complete": before is not None, "rss": rss,
+                "fds": fds, "wait": self._wait_percent(pid)}
 
     def _wait_percent(self, pid: int) -> float | None:
         """Share of the time since the last reading that the process waited for a CPU (100 = all of it):
@@ -321,6 +322,10 @@ class _ProcessTracker:
             figures[role] = {
                 "pids": alive,
                 "cpu_percent": sum(by_pid[pid]["cpu"] for pid in alive),
+                # The CPU seconds themselves and the time they were used in, for a mean
+                # weighted by time (see _Summary.add_process_row).
+                "cpu_seconds": sum(by_pid[pid]["cpu_s"] for pid in alive),
+                "elapsed": max((by_pid[pid]["elapsed"] for pid in alive), default=0.0),
                 "cpu_complete": all(by_pid[pid]["complete"] for pid in alive),
                 "rss_bytes": sum(by_pid[pid]["rss"] for pid in alive),
                 "fds": sum(by_pid[pid]["fds"] for pid in alive),
@@ -353,7 +358,7 @@ class _Summary:
 
     def add_process_row(self, role: str, figures: Mapping[str, Any]) -> None:
         entry = self.processes.setdefault(
-            role, {"cpu_peak": 0.0, "cpu_sum": 0.0, "cpu_samples": 0, "rss_peak": 0, "fds_peak": 0,
+            role, {"cpu_peak": 0.0, "cpu_seconds": 0.0, "elapsed": 0.0, "rss_peak": 0, "fds_peak": 0,
                    "wait_sum": 0.0, "wait_samples": 0}
         )
         if figures.get("wait_percent") is not None:
@@ -363,13 +368,18 @@ class _Summary:
         entry["fds_peak"] = max(entry["fds_peak"], figures["fds"])
         if figures["cpu_complete"]:  # a process's first reading has no CPU figure (0.0)
             entry["cpu_peak"] = max(entry["cpu_peak"], figures["cpu_percent"])
-            entry["cpu_sum"] += figures["cpu_percent"]
-            entry["cpu_samples"] += 1
+            # The kernel counts CPU in clock ticks (10 ms here): one sample's share of a
+            # 50-100 ms interval is off by a tick either way, and a plain mean of such
+            # shares over intervals of uneven length drifted (a clean-clone test run on a
+            # loaded machine: 135% where the process's own CPU time said 86%). CPU
+            # seconds over seconds has no such bias.
+            entry["cpu_seconds"] += figures.get("cpu_seconds", 0.0)
+            entry["elapsed"] += figures.get("elapsed", 0.0)
 
     def processes_summary(self) -> dict[str, dict[str, Any]]:
         out = {}
         for role, entry in self.processes.items():
-            mean = entry["cpu_sum"] / entry["cpu_samples"] if entry["cpu_samples"] else 0.0
+            mean = 100.0 * entry["cpu_seconds"] / entry["elapsed"] if entry["elapsed"] else 0.0
             out[role] = {
                 "cpu_peak": round(entry["cpu_peak"], 1),
                 "cpu_mean": round(mean, 1),
