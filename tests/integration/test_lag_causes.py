@@ -40,7 +40,8 @@ def test_cpu_hog_on_the_generators_core_is_blamed_on_the_host(tmp_path, server_f
     # Busy loops on core 0, bounded to the run's length (and killed after it in any case).
     hog = ("import os, time\nos.sched_setaffinity(0, {0})\nend = time.monotonic() + %d\n"
            "while time.monotonic() < end:\n    pass\n" % (SECONDS + 6))
-    hogs = [subprocess.Popen([sys.executable, "-c", hog]) for _ in range(2)]
+    # Three: with two the generator (a third of the core) sometimes kept 8,000/s.
+    hogs = [subprocess.Popen([sys.executable, "-c", hog]) for _ in range(3)]
     out = tmp_path / "run"
     try:
         started = time.monotonic()
