@@ -152,6 +152,23 @@ def nginx(tmp_path):
     n.stop()
 
 
+def nginx_instances(tmp_path, log_format: str):
+    """For a `make_nginx` fixture: yields a function starting Nginx instances that log
+    `log_format`, and stops every one of them afterwards."""
+    if not shutil.which("nginx"):
+        pytest.skip("nginx is not installed (make test installs nginx-light when root)")
+    made = []
+
+    def make(**kw):
+        n = Nginx(tmp_path / f"nginx{len(made)}", log_format=log_format, **kw)
+        made.append(n)
+        return n
+
+    yield make
+    for n in made:
+        n.stop()
+
+
 def _host_net_sysctls() -> dict[str, str]:
     """Every readable file under the host's /proc/sys/net, by path."""
     values = {}

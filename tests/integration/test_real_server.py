@@ -12,7 +12,7 @@ import pytest
 
 from tcpstress.load.protocols import build_http_request
 from tcpstress.load.tls import make_self_signed
-from tests.conftest import Nginx, run_cli
+from tests.conftest import nginx_instances, run_cli
 
 pytestmark = pytest.mark.nginx
 
@@ -21,20 +21,7 @@ LOG = "$status $ssl_session_reused $request_length $content_length $http_x_test 
 
 @pytest.fixture
 def make_nginx(tmp_path):
-    import shutil
-
-    if not shutil.which("nginx"):
-        pytest.skip("nginx is not installed (make test installs nginx-light when root)")
-    made = []
-
-    def make(**kw):
-        n = Nginx(tmp_path / f"nginx{len(made)}", log_format=LOG, **kw)
-        made.append(n)
-        return n
-
-    yield make
-    for n in made:
-        n.stop()
+    yield from nginx_instances(tmp_path, LOG)
 
 
 def summary(out):

@@ -16,7 +16,7 @@ import pytest
 from tcpstress.load import tls_native
 from tcpstress.load.tls import StdlibTls, client_tls, make_self_signed
 from tcpstress.scenario import Tls
-from tests.conftest import Nginx, run_cli
+from tests.conftest import Nginx, nginx_instances, run_cli
 
 pytestmark = pytest.mark.nginx
 
@@ -26,20 +26,7 @@ BACKENDS = ["openssl", "ssl"]
 
 @pytest.fixture
 def make_nginx(tmp_path):
-    import shutil
-
-    if not shutil.which("nginx"):
-        pytest.skip("nginx is not installed (make test installs nginx-light when root)")
-    made = []
-
-    def make(**kw):
-        n = Nginx(tmp_path / f"nginx{len(made)}", log_format=LOG, **kw)
-        made.append(n)
-        return n
-
-    yield make
-    for n in made:
-        n.stop()
+    yield from nginx_instances(tmp_path, LOG)
 
 
 def run(tmp_path, backend, url, *args):
