@@ -44,7 +44,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, TextIO, Union
 
-
 from tcpstress.results import PROCESSES_FILE, SAMPLES_FILE
 from tcpstress.sampler import procfs
 from tcpstress.sampler.hostcpu import HostCpuMeter
@@ -309,8 +308,8 @@ class _ProcessTracker:
 
     def measure(self) -> dict[str, dict[str, Any]]:
         roles = self._roles()
-        # Each PID once per tick, even if named by two roles: a second
-        # cpu_percent() right after the first would measure nothing.
+        # Each PID once per tick, even if named by two roles: a second reading
+        # right after the first would measure nothing.
         by_pid = {pid: found for pid in sorted({p for pids in roles.values() for p in pids})
                   if (found := self._measure_one(pid)) is not None}  # a PID that is gone is left out
         for gone in set(self._cpu) - set(by_pid):
