@@ -339,7 +339,7 @@ class Engine:
             if slot.source:
                 # The kernel picks the port at connect() time, per destination,
                 # instead of reserving one at bind() for any destination.
-                if self.plan.family == socket.AF_INET:
+                if self.family == socket.AF_INET:
                     sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
                 sock.bind((slot.source, 0))
             err = sock.connect_ex(self.sockaddr)
@@ -376,10 +376,7 @@ class Engine:
             self.early_send = False  # the handshake takes a round trip here: stop trying
             return False
         self.early_tries += 1
-        tpl = self.templates[0]
-        # The bytes prepare_request() will pick for a connection's first request.
-        last = self.nreq != UNLIMITED and 1 >= self.nreq
-        req = tpl.close if (last and self.close_mode == "server") else tpl.keep
+        req = self.request_bytes(self.templates[0], 1)  # what prepare_request() will pick
         # A send that succeeds found the connection made when it began: the clock
         # read just before it is when the handshake was known done, and when the
         # request left.
@@ -467,13 +464,18 @@ class Engine:
             return
         self.request_sent(slot, req, sent)
 
+    def request_bytes(self, tpl: RequestTemplate, count: int) -> bytes:
+        """The bytes of a connection's `count`-th request: its last, when the server is to
+        close, asks for the close."""
+        last = self.nreq != UNLIMITED and count >= self.nreq
+        return tpl.close if (last and self.close_mode == "server") else tpl.keep
+
     def prepare_request(self, slot: Slot) -> bytes:
         """Count the slot's next request, pick it, and start its clocks; its bytes."""
         slot.count += 1
         self.issued += 1
-        last = self.nreq != UNLIMITED and slot.count >= self.nreq
         tpl = slot.tpl = self.next_template(slot) if self.many else self.templates[0]
-        req = tpl.close if (last and self.close_mode == "server") else tpl.keep
+        req = self.request_bytes(tpl, slot.count)
         slot.t_req = t = self.t
         slot.first = 0.0
         slot.deadline = t + self.request_timeout
@@ -755,8 +757,7 @@ class Engine:
 
     def after_request(self, slot: Slot, connection_open: bool) -> None:
         if not self.open_model:
-            # budget_left(), inline: this runs once per request.
-            if self.t >= self.t_end or (self.max_requests and self.issued >= self.max_requests):
+            if not self.budget_left():
                 self.close_socket(slot)
             elif self.think_time:
                 slot.state = THINKING
