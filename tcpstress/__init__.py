@@ -6,7 +6,9 @@ is internal and may change. See README "Use from Python".
 
 __version__ = "0.1.0"
 
-from typing import TYPE_CHECKING
+# Not `from typing import TYPE_CHECKING`: importing typing here widened the window in which a Ctrl-C
+# lands before any code of ours can catch it (type checkers treat this name the same way).
+TYPE_CHECKING = False
 
 # The public names are imported on first use (PEP 562), not here: `python -m tcpstress` and the
 # `tcpstress` command import this package before any code of theirs runs, so a Ctrl-C during these

@@ -1048,20 +1048,28 @@ def lab_cleanup(include_live):
     click.echo(f"removed {len(removed)} namespace(s)" + (": " + ", ".join(removed) if removed else ""))
 
 
-def main() -> None:
+def main() -> NoReturn:
+    from tcpstress.exiting import INTERRUPTED, caused_by_interrupt, exit_interrupted
+
     # Not click's standalone mode: it turns a Ctrl-C before the runner's own handler is in place
     # (loading, start-up) into "Aborted!" and exit 1; an interrupt is 130 whenever it comes.
     try:
         code = cli.main(standalone_mode=False)
-    except (KeyboardInterrupt, click.exceptions.Abort) as e:
-        interrupted = isinstance(e, KeyboardInterrupt) or isinstance(e.__context__, KeyboardInterrupt)
-        click.echo("interrupted (SIGINT)" if interrupted else "aborted", err=True)
-        sys.exit(130 if interrupted else 1)
+    except SystemExit as e:
+        if e.code == INTERRUPTED:
+            exit_interrupted(message=None)  # the command said why; 130 must reach the parent as 130
+        raise
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
+    except BaseException as e:
+        if not caused_by_interrupt(e):
+            if isinstance(e, click.exceptions.Abort):
+                click.echo("aborted", err=True)
+                sys.exit(1)
+            raise
+        exit_interrupted()
     sys.exit(code if isinstance(code, int) else 0)
-
 
 if __name__ == "__main__":
     main()
