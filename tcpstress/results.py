@@ -71,7 +71,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Protocol, Sequence
 
 from hdrh.histogram import HdrHistogram
 
@@ -388,6 +388,32 @@ class RunResult:
         write_atomic(path, json.dumps(self.data, indent=2, sort_keys=False) + "\n")
         self.folder = folder
         return path
+
+
+
+class _Settled(Protocol):
+    def to_json(self) -> dict[str, Any]: ...
+
+
+class StreamedResult:
+    """result.json rewritten every second while a run goes on, so a crash loses at most the second in progress.
+
+    Each settled interval is turned into JSON once, on one line, and kept as text: serializing
+    all of them again each second (json.dumps with indent is the pure-Python encoder) cost the
+    runner 68 ms of CPU a second 10 minutes into a run and 380 ms an hour in. The run's final
+    save is the ordinary RunResult.save.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self._lines: list[str] = []
+
+    def save(self, meta: dict[str, Any], settled: Sequence[_Settled]) -> None:
+        """Write `meta` with an empty summary and the intervals in `settled` (which only ever grows)."""
+        self._lines.extend(json.dumps(iv.to_json(), separators=(",", ":")) for iv in settled[len(self._lines):])
+        head = json.dumps(dict(meta, summary={}), indent=2)  # small; ends with "\n}"
+        body = ",\n    ".join(self._lines)
+        write_atomic(self.folder / RESULT_FILE, f'{head[:-2]},\n  "intervals": [\n    {body}\n  ]\n}}\n')
 
 
 REQUIRED_KEYS = ("format", "scenario", "intervals", "summary")

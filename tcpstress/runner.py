@@ -175,6 +175,7 @@ def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = Non
     out_dir.mkdir(parents=True, exist_ok=True)
     s = scenario
     merger = IntervalMerger(max(1, int(-(-s.load.duration // 1))), s.load.duration)
+    streamed = results.StreamedResult(out_dir)
     # The namespace's knobs are read once the workers are spawned (below): ~20-30 ms off the start.
     meta = _first_meta(s, ctx, started_at=time.time(), sysctls=ctx.sysctls or {})
     live_line = LiveLine(live)
@@ -234,7 +235,7 @@ def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = Non
             if server:
                 watch = run.enter_context(ServerWatch.start(server.proc, t0,
                                                             on_death=partial(pool.signal_all, signal.SIGTERM)))
-            _collect(pool, merger, hlogs, live_line, meta, out_dir, deadline=t_end + STOP_GRACE_S)
+            _collect(pool, merger, hlogs, live_line, meta, streamed, deadline=t_end + STOP_GRACE_S)
         except (KeyboardInterrupt, RunInterrupted) as e:
             interrupted = e if isinstance(e, RunInterrupted) else RunInterrupted(signal.SIGINT)
             partial_reason = f"interrupted by {interrupted.args[0]}"
@@ -242,7 +243,7 @@ def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = Non
             if pool:
                 # Workers flush the second in progress on SIGTERM; gather it.
                 pool.signal_all(signal.SIGTERM)
-                _collect(pool, merger, hlogs, None, meta, out_dir, deadline=time.monotonic() + 3.0, drain=True)
+                _collect(pool, merger, hlogs, None, meta, streamed, deadline=time.monotonic() + 3.0, drain=True)
         except WorkerFailure as e:
             partial_reason = str(e)
             raise RunError(str(e)) from None
@@ -376,7 +377,7 @@ def _sampling(s: Scenario, ctx: RunContext, out_dir: Path, t0: float, port: int,
 
 
 def _collect(pool: WorkerPool, merger: IntervalMerger, hlogs: dict, live: LiveLine | None, meta: dict,
-             out_dir: Path, deadline: float, drain: bool = False) -> None:
+             streamed: results.StreamedResult, deadline: float, drain: bool = False) -> None:
     """Merge worker messages and close each second once every running worker has passed it.
 
     With `drain` (stopping early), whatever the workers reported is closed too.
@@ -394,13 +395,13 @@ def _collect(pool: WorkerPool, merger: IntervalMerger, hlogs: dict, live: LiveLi
             # Every worker has ended: what they reported is all there is (fewer
             # seconds than planned when load.max_requests ended the run early).
             upto = reported()
-        _close_intervals(merger, upto, hlogs, live, meta, out_dir)
+        _close_intervals(merger, upto, hlogs, live, meta, streamed)
     if drain:
-        _close_intervals(merger, reported(), hlogs, None, meta, out_dir)
+        _close_intervals(merger, reported(), hlogs, None, meta, streamed)
 
 
 def _close_intervals(merger: IntervalMerger, upto: int, hlogs: dict, live: LiveLine | None, meta: dict,
-                     out_dir: Path) -> None:
+                     streamed: results.StreamedResult) -> None:
     closed = merger.finalize_upto(upto)
     for agg in closed:
         for metric, writer in hlogs.items():
@@ -409,7 +410,7 @@ def _close_intervals(merger: IntervalMerger, upto: int, hlogs: dict, live: LiveL
             live.show(agg, merger.count)
     if closed:
         # Stream: a crash from here on loses at most the second in progress.
-        results.RunResult(data=dict(meta, intervals=[iv.to_json() for iv in merger.final], summary={})).save(out_dir)
+        streamed.save(meta, merger.final)
 
 
 def _result_data(meta: dict, merger: IntervalMerger, s: Scenario, pool: WorkerPool | None,

@@ -8,6 +8,7 @@ from hypothesis import given, settings, strategies as st
 from tcpstress import results
 from tcpstress.load.processes import IntervalMerger
 from tcpstress.load.recorder import Recorder
+from tcpstress.record import Interval
 
 values = st.lists(st.integers(1, 10**7), min_size=0, max_size=300)
 
@@ -128,3 +129,34 @@ def test_percentiles_agree_with_hdrh_walking_every_bucket(recorded):
         assert got[name] == hist.get_value_at_percentile(p), name
     assert (got["min"], got["max"], got["count"]) == (hist.get_min_value(), hist.get_max_value(),
                                                      sum(c for _, c in recorded))
+
+
+class _CountingInterval:
+    def __init__(self, t: int) -> None:
+        self.t = t
+        self.serialized = 0
+
+    def to_json(self) -> dict:
+        self.serialized += 1
+        return _interval_json(self.t)
+
+
+def _interval_json(t: int) -> dict:
+    errors = Counter({"ECONNRESET": 1} if t % 2 else {})
+    return Interval(t=float(t), duration=1.0, requests=t * 10, errors=errors).settle().to_json()
+
+
+def test_streamed_result_is_the_run_so_far_and_serializes_each_interval_once(tmp_path):
+    streamed = results.StreamedResult(tmp_path)
+    meta = {"format": results.FORMAT, "scenario": {"name": "s"}, "partial": True, "partial_reason": "in progress"}
+    settled: list[_CountingInterval] = []
+    streamed.save(meta, settled)
+    assert json.loads((tmp_path / "result.json").read_text()) == dict(meta, intervals=[], summary={})
+    for second in range(5):
+        settled.append(_CountingInterval(second))
+        meta = dict(meta, seconds=second)  # the runner adds keys to meta as the run goes on
+        streamed.save(meta, settled)
+        on_disk = json.loads((tmp_path / "result.json").read_text())
+        assert on_disk == dict(meta, intervals=[_interval_json(t) for t in range(second + 1)], summary={})
+    assert [iv.serialized for iv in settled] == [1] * 5
+    assert results.load_result(tmp_path).intervals[4]["requests"] == 40
