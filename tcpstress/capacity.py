@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from tcpstress import results
+from tcpstress.record import RunRecord, Summary
 
 CAPACITY_FILE = "capacity.json"
 CAPACITY_FORMAT = "tcpstress-capacity/1"
@@ -247,15 +248,19 @@ def _finding_limit(f, extra: str = "") -> Limit:
     return Limit(name=name, knobs=tuple(f.knobs), evidence=evidence)
 
 
-def name_limit(summary: dict[str, Any], verdicts: list[Verdict], findings: list) -> Limit:
+def _by_count(errors: dict[str, int]) -> tuple[tuple[str, int], ...]:
+    return tuple(sorted(errors.items(), key=lambda kv: -kv[1]))
+
+
+def name_limit(summary: Summary, verdicts: list[Verdict], findings: list) -> Limit:
     """The first limit the failing step shows: its most frequent error, explained by a finding
     when one matches, else the kernel's or the server's finding behind a latency failure."""
     failed = "; ".join(f"{v.expr} (measured {v.measured})" for v in verdicts if not v.passed)
-    errors = sorted((summary.get("errors") or {}).items(), key=lambda kv: -kv[1])
+    errors = _by_count(summary.errors)
     by_rule: dict[str, Any] = {}
     for f in findings:
         by_rule.setdefault(f.rule, f)
-    attempts = summary.get("requests", 0) + summary.get("error_total", 0)
+    attempts = summary.requests + summary.error_total
     if errors:
         name, count = errors[0]
         share = f"{name} {count:,} of {attempts:,} attempts"
@@ -278,7 +283,7 @@ def name_limit(summary: dict[str, Any], verdicts: list[Verdict], findings: list)
                  evidence=f"failed: {failed}" if failed else "")
 
 
-def generator_limit(summary: dict[str, Any], findings: list, connections: int, workers: int,
+def generator_limit(summary: Summary, findings: list, connections: int, workers: int,
                     passed: bool = True) -> str | None:
     """Why the generator, not the server, is what fell behind at this step (None: it held its schedule
     or the server's queue explains the lag). A failing step whose generator kept waiting for a CPU
@@ -286,17 +291,17 @@ def generator_limit(summary: dict[str, Any], findings: list, connections: int, w
     for f in findings:
         if f.rule == "generator_saturated":
             return f"its CPU was saturated: {f.evidence.get('generator_cpu_median', '?')}% median"
-    generator = (summary.get("processes") or {}).get("generator") or {}
+    generator = (summary.processes or {}).get("generator") or {}
     wait = generator.get("wait_mean")
     per_worker = wait / max(1, workers) if isinstance(wait, (int, float)) else 0.0
     if not passed and per_worker >= GENERATOR_WAIT_SHARE * 100:
         return (f"its workers waited for a CPU {per_worker:.0f}% of the time (mean per worker): other work "
                 f"shares their cores, and the latencies that failed the SLO include those waits")
-    if summary.get("kept_up", True):
+    if summary.kept_up is not False:
         return None
-    started = summary.get("started") or summary.get("requests", 0) + summary.get("error_total", 0)
-    due = (summary.get("intended_rate") or 0) * (summary.get("duration_s") or 0)
-    late = summary.get("late_starts", 0)
+    started = summary.started or summary.requests + summary.error_total
+    due = (summary.intended_rate or 0) * summary.duration_s
+    late = summary.late_starts
     if late < LATE_SHARE * max(started, 1) and not (due and started < STARTED_SHARE * due):
         # A few late starts are the shared machine's scheduling jitter: the step's
         # figures still stand, and the SLO judges them.
@@ -304,16 +309,15 @@ def generator_limit(summary: dict[str, Any], findings: list, connections: int, w
     cpu = generator.get("cpu_mean")
     if cpu is not None and cpu >= GENERATOR_BUSY_SHARE * 100 * max(1, workers):
         return f"it fell behind its schedule with its CPU at {cpu:.0f}% (mean)"
-    duration = summary.get("duration_s") or 0
-    lat = summary.get("latency_us") or {}
-    errors = summary.get("errors") or {}
-    if not duration or any("timeout" in name.lower() for name in errors):
+    duration = summary.duration_s
+    lat = summary.latency_us
+    if not duration or any("timeout" in name.lower() for name in summary.errors):
         return None  # timeouts hold connections for their whole length: Little's law cannot tell
-    busy_us = (summary.get("requests", 0) * (lat.get("total") or {}).get("mean", 0)
+    busy_us = (summary.requests * (lat.get("total") or {}).get("mean", 0)
                + (lat.get("error") or {}).get("count", 0) * (lat.get("error") or {}).get("mean", 0))
     in_flight = busy_us / 1e6 / duration
     if in_flight < BUSY_SLOTS_SHARE * connections:
-        return (f"{late:,} of {started:,} starts were late (by up to {summary.get('max_lag_us', 0) / 1000:.0f} ms) while only "
+        return (f"{late:,} of {started:,} starts were late (by up to {summary.max_lag_us / 1000:.0f} ms) while only "
                 f"~{in_flight:.1f} of its {connections:,} connections were busy: its own loop fell behind")
     return None
 
@@ -322,18 +326,20 @@ def read_step(result, checks, findings, rate: float, index: int, seconds: float,
               workers: int) -> StepResult:
     from tcpstress.thresholds import evaluate
 
-    summary = result.summary
-    verdicts = tuple(Verdict(v.expr, v.measured_text, v.passed) for v in evaluate(checks, summary))
-    passed = all(v.passed for v in verdicts) and bool(summary.get("requests"))
-    lat = summary.get("latency_us") or {}
-    per_second = tuple((iv["duration"], iv["requests"], sum(iv["errors"].values())) for iv in result.intervals)
+    # The thresholds grammar names result.json's keys, so it reads the summary as written.
+    verdicts = tuple(Verdict(v.expr, v.measured_text, v.passed) for v in evaluate(checks, result.summary))
+    record = RunRecord.from_json(result.data)
+    summary = record.summary or Summary()
+    passed = all(v.passed for v in verdicts) and bool(summary.requests)
+    lat = summary.latency_us
+    per_second = tuple((iv.duration, iv.requests, sum(iv.errors.values())) for iv in record.intervals)
     step = StepResult(
         rate=rate, passed=passed, index=index, seconds=seconds, folder=str(result.folder),
-        requests=summary.get("requests", 0), errors=summary.get("error_total", 0),
-        error_rate=summary.get("error_rate", 0.0), requests_per_s=summary.get("requests_per_s", 0.0),
+        requests=summary.requests, errors=summary.error_total,
+        error_rate=summary.error_rate or 0.0, requests_per_s=summary.requests_per_s,
         corrected_p99_us=(lat.get("corrected") or {}).get("p99"), total_p99_us=(lat.get("total") or {}).get("p99"),
-        kept_up=summary.get("kept_up", True), verdicts=verdicts, per_second=per_second,
-        error_names=tuple(sorted((summary.get("errors") or {}).items(), key=lambda kv: -kv[1])),
+        kept_up=summary.kept_up is not False, verdicts=verdicts, per_second=per_second,
+        error_names=_by_count(summary.errors),
         generator_limited=generator_limit(summary, findings, connections, workers, passed))
     if not passed:
         step = replace(step, limit=name_limit(summary, list(verdicts), findings))

@@ -1,8 +1,11 @@
 """The search's logic with a fake step: which rates it tries, the bracket, when it stops."""
 
+from dataclasses import replace
+
 import pytest
 
 from tcpstress import capacity as cap
+from tcpstress.record import Summary
 from tcpstress.report.finding import Finding
 from tcpstress.thresholds import parse_all
 
@@ -91,7 +94,7 @@ def _summary(**kw):
     base = {"requests": 9000, "error_total": 0, "errors": {}, "duration_s": 3.0, "kept_up": True,
             "late_starts": 0, "max_lag_us": 0, "latency_us": {"total": {"mean": 1000.0, "count": 9000}}}
     base.update(kw)
-    return base
+    return Summary.from_json(base)
 
 
 def test_names_http_503_as_the_server_refusing():
@@ -137,7 +140,7 @@ def test_a_few_late_starts_are_jitter_not_a_generator_limit():
     jitter = _summary(kept_up=False, late_starts=52, started=2246, requests=2000, error_total=246,
                       intended_rate=1125, duration_s=2.0)
     assert cap.generator_limit(jitter, [], connections=20, workers=1) is None
-    short = dict(jitter, started=1800)  # under 95% of the 2,250 due: the rate was not delivered
+    short = replace(jitter, started=1800)  # under 95% of the 2,250 due: the rate was not delivered
     assert cap.generator_limit(short, [], connections=20, workers=1) is not None
 
 
@@ -227,7 +230,7 @@ def test_the_figure_draws_the_slo_p99_limit(tmp_path):
     (10.0, 1, False, False),   # the ordinary waits of a shared machine
 ])
 def test_a_failing_step_whose_generator_waited_for_a_cpu_is_generator_limited(wait, workers, passed, limited):
-    summary = {"kept_up": True, "processes": {"generator": {"cpu_mean": 40.0, "wait_mean": wait}}}
+    summary = Summary.from_json({"kept_up": True, "processes": {"generator": {"cpu_mean": 40.0, "wait_mean": wait}}})
     why = cap.generator_limit(summary, [], connections=50, workers=workers, passed=passed)
     assert (why is not None) == limited
     if limited:
