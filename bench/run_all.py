@@ -13,8 +13,8 @@ STEPS = [
     ("report rendering time (fixture runs: one run, 7 variants)", [str(HERE / "bench_report.py")]),
     ("60,000 held connections and memory per connection", [str(HERE / "bench_connections.py")]),
     ("state counting cost against ss (needs root)", [str(HERE / "bench_sampler.py")]),
-    ("soak: generator memory over time (2 minutes; --minutes 10 for the full soak)",
-     [str(HERE / "soak.py"), "--minutes", "2"]),
+    ("soak: workers' and runner's memory over time (4 minutes; --minutes 10 for the full soak)",
+     [str(HERE / "soak.py"), "--minutes", "4"]),
 ]
 
 failed = 0

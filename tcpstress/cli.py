@@ -1069,7 +1069,11 @@ def main() -> NoReturn:
                 sys.exit(1)
             raise
         exit_interrupted()
-    sys.exit(code if isinstance(code, int) else 0)
+    code = code if isinstance(code, int) else 0
+    if code == INTERRUPTED:
+        exit_interrupted(message=None)
+    sys.exit(code)
+
 
 if __name__ == "__main__":
     main()
