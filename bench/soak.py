@@ -77,11 +77,13 @@ def main() -> None:
     summary = json.loads((out / "result.json").read_text())["summary"]
     print(f"soak: {args.minutes:g} min, {summary['requests']:,} requests, {summary['error_total']:,} errors, "
           f"{summary['requests_per_s']:,.0f} req/s")
-    for minute in range(int(args.minutes) + 1):
-        near = [rss for t, rss in workers if minute * 60 <= t < minute * 60 + 1.5]
-        mine = [rss for t, rss in runner if minute * 60 <= t < minute * 60 + 1.5]
+    for half_minutes in range(int(args.minutes * 2) + 1):
+        at = half_minutes * 30
+        near = [rss for t, rss in workers if at <= t < at + 1.5]
+        # 2 s in: at 0 s the runner is an interpreter still starting (1.8 MiB).
+        mine = [rss for t, rss in runner if at + 2 <= t < at + 4]
         if near or mine:
-            print(f"  t={minute:>3} min  workers' RSS {near[0] / 2**20 if near else float('nan'):8.1f} MiB   "
+            print(f"  t={at / 60:>4.1f} min  workers' RSS {near[0] / 2**20 if near else float('nan'):8.1f} MiB   "
                   f"runner's RSS {mine[0] / 2**20 if mine else float('nan'):8.1f} MiB")
     for who, points in (("workers", workers), ("runner", runner)):
         fit = slope_per_minute(points)

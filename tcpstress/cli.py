@@ -1050,6 +1050,9 @@ def lab_cleanup(include_live):
 
 def main() -> NoReturn:
     from tcpstress.exiting import INTERRUPTED, caused_by_interrupt, exit_interrupted
+    from tcpstress.allocator import pin_mmap_threshold
+
+    pin_mmap_threshold()
 
     # Not click's standalone mode: it turns a Ctrl-C before the runner's own handler is in place
     # (loading, start-up) into "Aborted!" and exit 1; an interrupt is 130 whenever it comes.
