@@ -59,7 +59,7 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from tcpstress import results
-from tcpstress.record import Interval, RecordError, Summary
+from tcpstress.record import Interval, RecordError, Summary, scenario_from_json
 
 # Fields of a shard's scenario that may differ between shards without making
 # them different workloads.
@@ -516,6 +516,13 @@ def _write_folder(out: Path, data: dict[str, Any], metrics: list[str],
         for name, text in csvs.items():
             if text is not None:
                 results.write_atomic(tmp / name, text)
+        load = scenario_from_json(data["scenario"]).load
+        if load.stage:
+            # Each stage's figures from the merged .hlog files just written, judged on the
+            # whole schedule (each shard judged its own 1/N).
+            from tcpstress import stages
+
+            stages.add_to_result(data, tmp, load)
         results.RunResult(data=data).save(tmp)
         os.chmod(tmp, 0o755)  # mkdtemp makes 0700; runs are for sharing
         if out.exists():

@@ -267,11 +267,15 @@ def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = Non
         partial_reason = server_gone  # the cause: the workers' errors and early ends follow from it
     meta["partial"] = partial_reason is not None
     meta["partial_reason"] = partial_reason
-    result = results.RunResult(data=_result_data(meta, merger, s, pool, server, sampling.summary), folder=out_dir)
+    # A shard runs 1/N of the schedule (its workers take every N-th share of the operations),
+    # and is judged on that: against the whole rate, every shard "fell behind" by N times.
+    share = 1.0 / ctx.shard[1] if ctx.shard else 1.0
+    result = results.RunResult(data=_result_data(meta, merger, s, pool, server, sampling.summary, share),
+                               folder=out_dir)
     if s.load.stage:
         from tcpstress import stages
 
-        stages.add_to_result(result.data, out_dir, s.load)
+        stages.add_to_result(result.data, out_dir, s.load, share)
     result.save(out_dir)
     if interrupted:
         raise interrupted
@@ -414,10 +418,11 @@ def _close_intervals(merger: IntervalMerger, upto: int, hlogs: dict, live: LiveL
 
 
 def _result_data(meta: dict, merger: IntervalMerger, s: Scenario, pool: WorkerPool | None,
-                 server: BuiltinServer | None, sampler_summary: dict) -> dict:
+                 server: BuiltinServer | None, sampler_summary: dict, share: float = 1.0) -> dict:
+    """result.json's data; `share` is the part of the scenario's schedule this process ran (a shard's 1/N)."""
     intervals = merger.final
     summary = Summary.from_intervals(intervals, merger.hists)
-    summary.intended_rate = s.load.rate if s.load.model == "open" else None
+    summary.intended_rate = s.load.rate * share if s.load.model == "open" else None
     summary.in_flight_at_end = sum(w.in_flight for w in pool.workers) if pool else 0
     summary.workers = [w.describe() for w in pool.workers] if pool else []
     if merger.by_name:
@@ -425,8 +430,8 @@ def _result_data(meta: dict, merger: IntervalMerger, s: Scenario, pool: WorkerPo
     duration = sum(iv.duration for iv in intervals)
     if s.load.model == "open" and duration:
         # The ramped schedule, from the end of the warm-up: a ramp asks for less than the full rate.
-        due = (schedule.operations_due(s.load.warmup + duration, s.load.rate, s.load.ramp)
-               - schedule.operations_due(s.load.warmup, s.load.rate, s.load.ramp))
+        due = share * (schedule.operations_due(s.load.warmup + duration, s.load.rate, s.load.ramp)
+                       - schedule.operations_due(s.load.warmup, s.load.rate, s.load.ramp))
         summary.kept_up = results.kept_up(summary.to_json(), due)
     if server and server.served:
         summary.server = server.served

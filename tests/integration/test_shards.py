@@ -115,3 +115,47 @@ def test_merge_command_line(shard_run, tmp_path):
 def test_a_missing_flag_fails_instead_of_skipping():
     with pytest.raises(AssertionError, match="no longer mentions --renamed-away"):
         _require(["run"], "--renamed-away")
+
+
+def test_open_model_shards_are_judged_on_their_share_and_the_merge_on_the_whole(tmp_path):
+    """Two shards of a staged open-model run: each ran half the schedule and kept up with it; the
+    merge recomputes each stage from the merged histograms against the whole schedule."""
+    server = ServerProcess(protocol="http", max_seconds=60)
+    start = datetime.fromtimestamp(math.ceil(time.time()) + 4, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    folders = [tmp_path / f"shard-{i}" for i in range(2)]
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "tcpstress", "run", "--target", f"127.0.0.1:{server.port}", "--shard", f"{i}/2",
+         "--start-at", start, "--stages", "200:2s,400:2s", "--connections", "20", "--workers", "1", "--quiet",
+         "--no-report", "--out", str(folder)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i, folder in enumerate(folders)]
+    try:
+        outputs = [p.communicate(timeout=90) for p in procs]
+        served = server.stop()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        if server.proc.poll() is None:
+            server.proc.kill()
+            server.proc.wait()
+    for p, (out, err) in zip(procs, outputs):
+        assert p.returncode == 0, err
+        assert "fell behind" not in out, out
+    for folder in folders:
+        s = json.loads((folder / "result.json").read_text())["summary"]
+        assert s["kept_up"] is True, s
+        assert s["intended_rate"] == 150.0  # half of the 300/s the two stages average
+        assert [st["intended_rate"] for st in s["stages"]] == [100.0, 200.0]
+        assert all(st["kept_up"] for st in s["stages"])
+    merge_runs(folders, tmp_path / "merged")
+    merged = json.loads((tmp_path / "merged" / "result.json").read_text())["summary"]
+    # The server's count is the witness: both shards' requests, plus at most one in flight per connection.
+    assert served["requests"] >= merged["requests"] >= served["requests"] - 40
+    assert 0.95 * 1200 <= merged["requests"] <= 1.05 * 1200  # 200/s and 400/s for 2 s each
+    assert merged["kept_up"] is True and merged["intended_rate"] == 300.0
+    stages = merged["stages"]
+    assert [st["intended_rate"] for st in stages] == [200.0, 400.0]
+    assert sum(st["requests"] for st in stages) == merged["requests"]
+    assert stages[1]["requests"] >= 1.5 * stages[0]["requests"]
+    assert stages[1]["latency_us"]["total"]["count"] == stages[1]["requests"]
