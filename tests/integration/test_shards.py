@@ -28,23 +28,19 @@ def _require(command_args: list[str], needle: str) -> None:
     assert needle in usage, f"`tcpstress {' '.join(command_args)} --help` no longer mentions {needle}"
 
 
-@pytest.fixture(scope="module")
-def shard_run(tmp_path_factory):
-    """Run the shards once for the module; yields (shard folders, the server's own count)."""
-    _require(["run"], "--shard")
-    _require(["run"], "--start-at")
-    base = tmp_path_factory.mktemp("shards")
+def run_shards(base: Path, count: int, *args: str) -> tuple[list[Path], list[tuple[str, str]], dict, str]:
+    """`count` shards of one run (extra `args`) against one counting server, started on the same
+    second; returns (shard folders, each shard's (stdout, stderr), the server's own count, start)."""
     server = ServerProcess(protocol="http", max_seconds=60)
     procs: list[subprocess.Popen] = []
     try:
         # Whole seconds, a few ahead: every shard's processes must be up before it.
         start = datetime.fromtimestamp(math.ceil(time.time()) + 4, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        folders = [base / f"shard-{i}" for i in range(SHARDS)]
+        folders = [base / f"shard-{i}" for i in range(count)]
         for i, folder in enumerate(folders):
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "tcpstress", "run", "--target", f"127.0.0.1:{server.port}",
-                 "--shard", f"{i}/{SHARDS}", "--start-at", start, "--duration", "2s",
-                 "--connections", str(CONNECTIONS), "--quiet", "--out", str(folder)],
+                 "--shard", f"{i}/{count}", "--start-at", start, *args, "--quiet", "--out", str(folder)],
                 cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
         outputs = [p.communicate(timeout=90) for p in procs]
         for i, (p, (out, err)) in enumerate(zip(procs, outputs)):
@@ -58,6 +54,16 @@ def shard_run(tmp_path_factory):
         if server.proc.poll() is None:
             server.proc.kill()
             server.proc.wait()
+    return folders, outputs, served, start
+
+
+@pytest.fixture(scope="module")
+def shard_run(tmp_path_factory):
+    """Run the shards once for the module; yields (shard folders, the server's own count, start)."""
+    _require(["run"], "--shard")
+    _require(["run"], "--start-at")
+    folders, _, served, start = run_shards(tmp_path_factory.mktemp("shards"), SHARDS, "--duration", "2s",
+                                           "--connections", str(CONNECTIONS))
     yield folders, served, start
 
 
@@ -120,27 +126,9 @@ def test_a_missing_flag_fails_instead_of_skipping():
 def test_open_model_shards_are_judged_on_their_share_and_the_merge_on_the_whole(tmp_path):
     """Two shards of a staged open-model run: each ran half the schedule and kept up with it; the
     merge recomputes each stage from the merged histograms against the whole schedule."""
-    server = ServerProcess(protocol="http", max_seconds=60)
-    start = datetime.fromtimestamp(math.ceil(time.time()) + 4, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    folders = [tmp_path / f"shard-{i}" for i in range(2)]
-    procs = [subprocess.Popen(
-        [sys.executable, "-m", "tcpstress", "run", "--target", f"127.0.0.1:{server.port}", "--shard", f"{i}/2",
-         "--start-at", start, "--stages", "200:2s,400:2s", "--connections", "20", "--workers", "1", "--quiet",
-         "--no-report", "--out", str(folder)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for i, folder in enumerate(folders)]
-    try:
-        outputs = [p.communicate(timeout=90) for p in procs]
-        served = server.stop()
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        if server.proc.poll() is None:
-            server.proc.kill()
-            server.proc.wait()
-    for p, (out, err) in zip(procs, outputs):
-        assert p.returncode == 0, err
+    folders, outputs, served, _ = run_shards(tmp_path, 2, "--stages", "200:2s,400:2s", "--connections", "20",
+                                             "--workers", "1", "--no-report")
+    for out, _ in outputs:
         assert "fell behind" not in out, out
     for folder in folders:
         s = json.loads((folder / "result.json").read_text())["summary"]
