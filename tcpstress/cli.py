@@ -1049,8 +1049,8 @@ def lab_cleanup(include_live):
 
 
 def main() -> NoReturn:
-    from tcpstress.exiting import INTERRUPTED, caused_by_interrupt, exit_interrupted
     from tcpstress.allocator import pin_mmap_threshold
+    from tcpstress.exiting import INTERRUPTED, caused_by_interrupt, exit_interrupted
 
     pin_mmap_threshold()
 
@@ -1058,25 +1058,22 @@ def main() -> NoReturn:
     # (loading, start-up) into "Aborted!" and exit 1; an interrupt is 130 whenever it comes.
     try:
         code = cli.main(standalone_mode=False)
+        code = code if isinstance(code, int) else 0  # a command's return value is not an exit code
     except SystemExit as e:
-        if e.code == INTERRUPTED:
-            exit_interrupted(message=None)  # the command said why; 130 must reach the parent as 130
-        raise
+        code = e.code
     except click.ClickException as e:
         e.show()
-        sys.exit(e.exit_code)
+        code = e.exit_code
     except BaseException as e:
-        if not caused_by_interrupt(e):
-            if isinstance(e, click.exceptions.Abort):
-                click.echo("aborted", err=True)
-                sys.exit(1)
+        if caused_by_interrupt(e):
+            exit_interrupted()
+        if not isinstance(e, click.exceptions.Abort):
             raise
-        exit_interrupted()
-    code = code if isinstance(code, int) else 0
+        click.echo("aborted", err=True)
+        code = 1
     if code == INTERRUPTED:
-        exit_interrupted(message=None)
+        exit_interrupted(message=None)  # the command said why; 130 must reach the parent as 130
     sys.exit(code)
-
 
 if __name__ == "__main__":
     main()

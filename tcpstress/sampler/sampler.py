@@ -372,8 +372,8 @@ class _Summary:
             # shares over intervals of uneven length drifted (a clean-clone test run on a
             # loaded machine: 135% where the process's own CPU time said 86%). CPU
             # seconds over seconds has no such bias.
-            entry["cpu_seconds"] += figures.get("cpu_seconds", 0.0)
-            entry["elapsed"] += figures.get("elapsed", 0.0)
+            entry["cpu_seconds"] += figures["cpu_seconds"]
+            entry["elapsed"] += figures["elapsed"]
 
     def processes_summary(self) -> dict[str, dict[str, Any]]:
         out = {}
