@@ -438,6 +438,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def stop_on_signals(stop: threading.Event) -> dict[int, Any]:
+    """SIGTERM and SIGINT set `stop` (a lab that closes sends SIGTERM: the flood stops sending
+    and still reports its count); returns the handlers they replaced.
+
+    The handler sets the event from a thread of its own: a handler runs in the main thread
+    between two bytecodes, possibly while that thread holds the event's lock inside
+    Event.wait(), and Event.set() there would wait for that lock forever (a clean-clone CI
+    run saw a flood ignore SIGTERM for 30 s)."""
+    def handler(signum: int, frame: object) -> None:
+        threading.Thread(target=stop.set, name="flood-stop", daemon=True).start()
+
+    return {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
@@ -445,8 +459,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"flood: error: {error}", file=sys.stderr)
         return 2
     stop = threading.Event()
-    # A lab that closes sends SIGTERM: stop sending and still report the count.
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = stop_on_signals(stop)
     try:
         result = flood(args.dst, args.port, args.spoof, args.rate, args.max_packets, args.max_seconds, stop)
     except ValueError as error:  # FloodRefused included

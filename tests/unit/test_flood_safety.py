@@ -12,12 +12,15 @@ import os
 import random
 import socket
 import struct
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tcpstress.lab import flood as flood_module
+from tests.conftest import ROOT
 from tcpstress.lab.flood import (
     FloodRefused,
     FloodResult,
@@ -466,3 +469,25 @@ def test_every_packet_goes_to_the_destination_as_a_syn(virtual):
         assert address == (DST, 0)
         assert socket.inet_ntoa(packet[16:20]) == DST
         assert struct.unpack("!H", packet[22:24])[0] == 8080 and packet[33] == 0x02
+
+
+HANDLER_UNDER_LOCK = """
+import os, signal, threading
+from tcpstress.lab.flood import stop_on_signals
+stop = threading.Event()
+stop_on_signals(stop)
+# Where Event.wait() holds the event's own lock (between its bytecodes), the handler runs:
+with stop._cond:
+    os.kill(os.getpid(), signal.SIGTERM)
+    for _ in range(1000):  # bytecodes, so the handler runs here, the lock still held
+        pass
+print("set" if stop.wait(10) else "not set")
+"""
+
+
+def test_a_signal_that_lands_while_the_stop_event_is_locked_still_stops_the_flood():
+    # Event.set() called in the handler itself waited forever for the lock its own thread held.
+    proc = subprocess.run([sys.executable, "-c", HANDLER_UNDER_LOCK], cwd=ROOT, capture_output=True, text=True,
+                          timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "set"
