@@ -194,7 +194,9 @@ class Recorder:
         Emitting the empty ones tells the runner how far this worker has got,
         so it can close an interval once every worker has passed it.
         """
-        current = min(int((now - self.t0) // self.interval), self.intervals)
+        return self._take_before(min(int((now - self.t0) // self.interval), self.intervals))
+
+    def _take_before(self, current: int) -> list[dict[str, Any]]:
         out = []
         while self.next_index < current:
             self._forget_current()
@@ -204,7 +206,10 @@ class Recorder:
         return out
 
     def take_all(self) -> list[dict[str, Any]]:
-        return self.take_complete(self.t0 + self.intervals * self.interval)
+        # By index, not through take_complete(t0 + intervals): (t0 + 2.0) - t0 is
+        # 1.9999999999999 when the sum crosses a power of two (t0 = 511.42 s of
+        # monotonic time, a 2 s run), and the last second was never sent.
+        return self._take_before(self.intervals)
 
     def take_partial(self, now: float) -> list[dict[str, Any]]:
         """The interval in progress when a run is cut short, marked as partial."""

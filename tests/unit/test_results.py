@@ -98,6 +98,18 @@ def test_recorder_buckets_by_completion_second_and_drops_warmup():
     assert r.requests_total == 2
 
 
+def test_take_all_sends_every_second_where_the_clock_crosses_a_power_of_two():
+    # A CI run lost the second second of a 2 s run: its t0 was 511.42 s of monotonic
+    # time, and (t0 + 2.0) - t0 can round below 2.0 when t0 + 2.0 is past 512.
+    t0 = 510.2687284882248  # one such time (the run's own is known to 1e-7 s only)
+    assert (t0 + 2.0) - t0 < 2.0  # the rounding this test is about
+    r = Recorder(t0=t0, t_end=t0 + 2.0)
+    r.request(t0 + 0.5, 0.001, 0.001)
+    r.request(t0 + 1.5, 0.001, 0.001)
+    msgs = r.take_all()
+    assert [(m["t"], m["requests"]) for m in msgs] == [(0.0, 1), (1.0, 1)]
+
+
 def test_merger_sums_workers_and_closes_intervals_in_order():
     m = IntervalMerger(3)
     for worker in range(2):
