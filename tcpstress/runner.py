@@ -259,6 +259,9 @@ def run_scenario(scenario: Scenario, out_dir: Path, ctx: RunContext | None = Non
         died = [w for w in pool.workers if w.state in ("died", "fatal")]
         if died and not partial_reason:
             partial_reason = "; ".join(f"{w.name} {w.state}: {w.detail}" for w in died)
+        lost = [text for text in (w.lost_counts() for w in pool.workers) if text]
+        if lost and not partial_reason:
+            partial_reason = "; ".join(lost) + ": seconds were lost between a worker and the results (a tcpstress bug)"
         late = [w for w in pool.workers if w.state in ("ready", "booted", "starting")]
         if late and not partial_reason:
             partial_reason = (f"{', '.join(w.name for w in late)} did not finish within {STOP_GRACE_S:.0f} s "

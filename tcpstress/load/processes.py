@@ -50,6 +50,24 @@ class WorkerHandle:
     in_flight: int = 0  # requests on the wire when it stopped
     detail: str = ""
     stderr_path: Path | None = None
+    # The worker's own whole-run totals from its "done" line, to check its seconds against.
+    counted_requests: int | None = None
+    counted_connections: int | None = None
+
+    def lost_counts(self) -> str:
+        """What the worker counted that its seconds do not hold ("" when they agree).
+
+        The runner only sees the seconds; a second never sent (a bug in
+        tcpstress, such as the one fixed in Recorder.take_all) would otherwise
+        shrink the results without a word."""
+        if self.state != "done" or self.counted_requests is None:
+            return ""
+        lost = []
+        if self.counted_requests != self.requests:
+            lost.append(f"{self.counted_requests} requests, {self.requests} in its seconds")
+        if self.counted_connections is not None and self.counted_connections != self.connections:
+            lost.append(f"{self.counted_connections} connections, {self.connections} in its seconds")
+        return f"{self.name} counted {'; '.join(lost)}" if lost else ""
 
     def describe(self) -> dict[str, Any]:
         exit_text = {"done": "ok"}.get(self.state, f"{self.state}: {self.detail}".rstrip(": "))
@@ -147,6 +165,8 @@ class WorkerPool:
         elif kind == "done":
             handle.state = "done"
             handle.in_flight = int(msg.get("in_flight", 0))
+            handle.counted_requests = msg.get("requests")
+            handle.counted_connections = msg.get("connections")
         elif kind == "fatal":
             handle.state = "fatal"
             handle.detail = msg.get("error", "")

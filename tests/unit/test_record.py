@@ -229,3 +229,27 @@ def test_merged_seconds_keep_started_when_the_shards_counted_it(tmp_path):
     merged = json.loads((merge_runs(without, tmp_path / "b").folder / "result.json").read_text())
     assert all("started" not in iv for iv in merged["intervals"]) and "started" not in merged["summary"]
     assert [iv["requests"] for iv in merged["intervals"]] == [4, 2]
+
+
+def _worker_reports(drop_last: bool) -> str:
+    """A worker's real messages (a Recorder's seconds, its "done" totals) through the
+    runner's bookkeeping; the last second left out when `drop_last`."""
+    from tcpstress.load.processes import WorkerHandle, WorkerPool
+
+    r = Recorder(t0=0.0, t_end=2.0)
+    for t in (0.2, 0.4, 1.5):
+        r.connected(t, 0.0001)
+        r.request(t, 0.001, 0.001)
+    msgs = r.take_all()
+    pool, handle = WorkerPool(1), WorkerHandle(name="worker-0", proc=None)  # type: ignore[arg-type]
+    for msg in msgs[:-1] if drop_last else msgs:
+        pool._note(handle, msg)
+    pool._note(handle, {"type": "done", "requests": r.requests_total, "connections": r.connections_total,
+                        "in_flight": 0})
+    return handle.lost_counts()
+
+
+def test_the_runner_notices_a_second_a_worker_counted_and_never_sent():
+    assert _worker_reports(drop_last=False) == ""
+    assert _worker_reports(drop_last=True) == \
+        "worker-0 counted 3 requests, 2 in its seconds; 3 connections, 2 in its seconds"
