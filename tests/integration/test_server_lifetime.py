@@ -46,7 +46,15 @@ def test_sigkill_of_the_runner_takes_the_server_with_it(tmp_path, workers):
         data = wait_for_intervals(out, 1, proc)
         port, server_pid = data["server"]["port"], data["server"]["pid"]
         tree = [server_pid] + [c.pid for c in psutil.Process(server_pid).children(recursive=True)]
-        assert listening(port) and len(alive(tree)) >= workers  # (+ multiprocessing's resource tracker)
+        # The precondition is polled, not read once: in one clean-clone CI run `ss` did not
+        # show the 2-worker server's port as listening a second into the run, and 8 runs
+        # here could not repeat it. Should it fail again, the message says what was there.
+        try:
+            poll_until(lambda: listening(port), "the server listens")
+        except AssertionError as e:
+            raise AssertionError(f"{e}; server tree alive: {alive(tree)} of {tree}; ss -ltnp:\n"
+                                 + subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True).stdout) from None
+        assert len(alive(tree)) >= workers  # (+ multiprocessing's resource tracker)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         poll_until(lambda: not alive(tree), "the server and its workers exit")
