@@ -206,8 +206,8 @@ class Recorder:
         return out
 
     def take_all(self) -> list[dict[str, Any]]:
-        # By index, not through take_complete(t0 + intervals): (t0 + 2.0) - t0 is
-        # 1.9999999999999 when the sum crosses a power of two (t0 = 511.42 s of
+        # By index, not through take_complete(t0 + intervals): (t0 + 2.0) - t0 can be
+        # 1.99999999999994 when the sum crosses a power of two (t0 = 511.42 s of
         # monotonic time, a 2 s run), and the last second was never sent.
         return self._take_before(self.intervals)
 
